@@ -1,0 +1,229 @@
+"""The ``aer`` command line.
+
+Sub-commands are contributed by each package: ``attest`` (keygen, record,
+sign), ``verifier`` (verify) and, later, ``log_server`` (log ...). Run
+``aer COMMAND --help`` for each command's options and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from attest.errors import AttestError
+from attest.keys import generate_key_pair, load_private_key
+from attest.record import record_command, write_atomic
+from attest.signing import KeySigner
+from verifier import cli as verifier_cli
+from verifier.bundle import format_bundle
+from verifier.cli import EXIT_CODES_HELP, print_json, read_file, run
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Handle ``aer keygen``."""
+    key_path, pub_path = generate_key_pair(Path(args.out), force=args.force)
+    if args.json:
+        print_json({"privateKey": str(key_path), "publicKey": str(pub_path)})
+    else:
+        print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
+    return 0
+
+
+def _sponsor(args: argparse.Namespace, repo: Path) -> str:
+    import os
+
+    from attest import gitrepo
+
+    if args.sponsor:
+        return str(args.sponsor)
+    env = os.environ.get("AER_SPONSOR")
+    if env:
+        return env
+    try:
+        email = gitrepo.config_value(gitrepo.repo_root(repo), "user.email")
+    except AttestError:
+        email = None
+    if email:
+        return email
+    raise AttestError("no sponsor: pass --sponsor EMAIL (or set AER_SPONSOR)")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Handle ``aer record``."""
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise AttestError("no command given: use 'aer record [options] -- COMMAND...'")
+    repo = Path(args.repo)
+    task_text: str | None = args.task_text
+    if args.task_file:
+        task_text = read_file(args.task_file, "task file").decode("utf-8", errors="replace")
+    title = (
+        args.task_title
+        or (task_text.strip().splitlines()[0][:200] if task_text and task_text.strip() else None)
+        or "agent run: " + " ".join(command)[:180]
+    )
+    task: dict[str, Any] = {"title": title}
+    if args.task_id:
+        task["id"] = args.task_id
+    if args.task_uri:
+        task["source"] = args.task_uri
+    if task_text is not None:
+        task["text"] = task_text
+    if args.constraint:
+        task["constraints"] = args.constraint
+    agent: dict[str, Any] = {}
+    if args.agent_name:
+        agent["name"] = args.agent_name
+    if args.agent_version:
+        agent["version"] = args.agent_version
+    models = []
+    for m in args.model or []:
+        provider, sep, model_id = m.partition("/")
+        if not sep or not provider or not model_id:
+            raise AttestError(f"--model takes PROVIDER/MODEL_ID, not {m!r}")
+        models.append({"provider": provider, "id": model_id})
+    if models:
+        agent["models"] = models
+    result = record_command(
+        command,
+        repo=repo,
+        task=task,
+        sponsor=_sponsor(args, repo),
+        sponsor_issuer=args.sponsor_issuer,
+        agent=agent,
+        events_file=Path(args.events) if args.events else None,
+        include_content=args.include_content,
+    )
+    write_atomic(Path(args.out), result.statement_bytes)
+    outputs = result.statement["predicate"]["outputs"]
+    print(
+        f"aer: recorded run {result.statement['predicate']['runId']}: "
+        f"{len(outputs['commits'])} commit(s), {result.events_applied} event(s), "
+        f"exit status {result.exit_status} -> {args.out}",
+        file=sys.stderr,
+    )
+    return result.exit_status
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Handle ``aer sign``."""
+    statement = read_file(args.statement, "statement")
+    signer = KeySigner(load_private_key(Path(args.key)))
+    bundle = signer.sign(statement)
+    write_atomic(Path(args.out), format_bundle(bundle))
+    if args.json:
+        print_json({"bundle": args.out, "keyId": signer.key_id})
+    else:
+        print(f"signed {args.statement} with key {signer.key_id[:16]}… -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``aer`` argument parser with every package's commands."""
+    parser = argparse.ArgumentParser(
+        prog="aer",
+        description=(
+            "AER - Agent Execution Records: record what an AI coding agent did, for whom "
+            "and under which policies; sign it; verify it before anything ships."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "keygen",
+        help="create an ECDSA P-256 signing key pair",
+        description="Write PREFIX.key (PKCS#8 PEM, mode 0600; encrypted when "
+        "AER_KEY_PASSWORD is set) and PREFIX.pub (PEM public key).",
+    )
+    p.add_argument("--out", required=True, metavar="PREFIX", help="path prefix of the key files")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser(
+        "record",
+        help="run an agent command in a git repository and record the run",
+        description=(
+            "Run COMMAND in the current git repository and write an unsigned in-toto "
+            "Statement with AER's agent-execution predicate: base commit, the commits "
+            "and diff the run produced, timing, exit status, CI environment, and the "
+            "tool calls, context and policy evaluations the agent appended to the "
+            "events file named by $AER_EVENTS_FILE (see docs/events.md). Task text, "
+            "tool arguments and results are recorded as digests only unless "
+            "--include-content is given. Exits with COMMAND's exit status."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="STATEMENT", help="where to write the Statement")
+    p.add_argument(
+        "--sponsor",
+        metavar="ID",
+        help="accountable human (e-mail or OIDC subject); "
+        "default $AER_SPONSOR, then git user.email",
+    )
+    p.add_argument("--sponsor-issuer", metavar="URL", help="OIDC issuer vouching for the sponsor")
+    p.add_argument("--task-title", metavar="TEXT", help="short title of the task")
+    p.add_argument("--task-uri", metavar="URI", help="where the task comes from (issue, ticket)")
+    p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
+    p.add_argument("--task-text", metavar="TEXT", help="the task given to the agent (by digest)")
+    p.add_argument("--task-file", metavar="FILE", help="read the task text from FILE")
+    p.add_argument(
+        "--constraint",
+        action="append",
+        metavar="TEXT",
+        help="a constraint given to the agent (repeatable)",
+    )
+    p.add_argument("--agent-name", metavar="NAME", help="agent name (default: COMMAND's name)")
+    p.add_argument("--agent-version", metavar="VERSION", help="agent version")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="PROVIDER/ID",
+        help="a model the agent uses (repeatable)",
+    )
+    p.add_argument("--events", metavar="FILE", help="events file (default: inside .git/aer/runs/)")
+    p.add_argument(
+        "--include-content",
+        action="store_true",
+        help="keep the task text in clear in the record (default: digest only)",
+    )
+    p.add_argument("--repo", default=".", metavar="PATH", help="the repository (default: .)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser(
+        "sign",
+        help="sign a Statement into a Sigstore bundle v0.3",
+        description="Sign STATEMENT (exact bytes) as a DSSE envelope in a Sigstore bundle "
+        "v0.3 with public-key verification material. Refuses statements that are not "
+        "valid in-toto Statements or whose AER predicate violates its schema.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--key", required=True, metavar="KEY", help="private key (PEM) from aer keygen")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="where to write the bundle")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("statement", metavar="STATEMENT", help="the Statement JSON file")
+    p.set_defaults(func=cmd_sign)
+
+    verifier_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aer`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = run(args.func, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

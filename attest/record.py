@@ -1,0 +1,130 @@
+"""``aer record``: run an agent command in a git repository and record the run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attest import gitrepo
+from attest.errors import AttestError, EventsError
+from attest.events import ingest_events
+from attest.recorder import Recorder
+from attest.signing import check_statement
+from verifier.errors import AerError
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """The outcome of :func:`record_command`."""
+
+    statement: dict[str, Any]
+    statement_bytes: bytes
+    exit_status: int
+    events_file: Path
+    events_applied: int
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = path.resolve()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def record_command(
+    command: Sequence[str],
+    *,
+    repo: Path,
+    task: Mapping[str, Any],
+    sponsor: str,
+    agent: Mapping[str, Any],
+    sponsor_issuer: str | None = None,
+    events_file: Path | None = None,
+    include_content: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> RecordResult:
+    """Run ``command`` in ``repo`` and return the recorded Statement.
+
+    The command inherits standard input and output and gets these extra
+    environment variables: ``AER_RUN_ID``, ``AER_EVENTS_FILE`` (append events
+    there, see :mod:`attest.events`) and ``AER_BASE_COMMIT``.
+
+    Without ``events_file`` the events go to
+    ``<git dir>/aer/runs/<run id>/events.jsonl``, which is kept (never inside
+    the work tree, so it cannot be committed by accident).
+
+    Raises:
+        AttestError: the command cannot be started, or the record is invalid.
+        GitError: ``repo`` is not a repository with at least one commit.
+        EventsError: a malformed events line (the events file is kept).
+    """
+    if not command:
+        raise AttestError("no command given: use 'aer record [options] -- COMMAND...'")
+    env = dict(os.environ if env is None else env)
+    agent = dict(agent)
+    agent.setdefault("name", Path(command[0]).name)
+    agent["command"] = {
+        "program": Path(command[0]).name,
+        "digest": {"sha256": hashlib.sha256("\0".join(command).encode()).hexdigest()},
+    }
+    rec = Recorder(
+        repo,
+        task=task,
+        sponsor=sponsor,
+        agent=agent,
+        sponsor_issuer=sponsor_issuer,
+        include_content=include_content,
+        env=env,
+    )
+    rec.start()
+    if events_file is None:
+        run_dir = gitrepo.git_dir(rec.repo) / "aer" / "runs" / rec.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        events_file = run_dir / "events.jsonl"
+    events_file = events_file.resolve()
+    events_file.touch()
+    env.update(
+        AER_RUN_ID=rec.run_id,
+        AER_EVENTS_FILE=str(events_file),
+        AER_BASE_COMMIT=rec.base_commit,
+    )
+    try:
+        proc = subprocess.run(list(command), cwd=os.getcwd(), env=env, check=False)
+        status = proc.returncode
+    except FileNotFoundError as e:
+        raise AttestError(f"cannot run {command[0]!r}: command not found") from e
+    except PermissionError as e:
+        raise AttestError(f"cannot run {command[0]!r}: permission denied") from e
+    except KeyboardInterrupt:
+        status = 130
+    applied = ingest_events(rec, events_file)
+    statement = rec.finish(exit_status=status)
+    data = rec.statement_bytes()
+    try:
+        check_statement(data)
+    except AerError as e:
+        raise EventsError(
+            f"the recorded statement is invalid: {e} (check the events in {events_file}; "
+            "it is kept)"
+        ) from e
+    return RecordResult(
+        statement=statement,
+        statement_bytes=data,
+        exit_status=status,
+        events_file=events_file,
+        events_applied=applied,
+    )

@@ -1,0 +1,1 @@
+"""AER log server: a Rekor-compatible, agent-aware Merkle transparency log."""

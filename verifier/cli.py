@@ -1,0 +1,155 @@
+"""The verifier's command-line face: ``aer verify`` and the shared error handling.
+
+Every AER command runs through :func:`run`, which turns an :class:`AerError`
+into one line on standard error and its exit code (see :mod:`verifier.errors`),
+and any other exception into an "internal error" line (exit 1) — never a
+traceback, unless ``AER_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from verifier.bundle import parse_bundle
+from verifier.errors import AerError, InputError
+from verifier.keys import load_public_key
+from verifier.verify import VerifiedRecord, verify_record
+
+EXIT_CODES_HELP = """exit codes:
+  0  everything checked holds
+  1  internal error
+  2  usage error
+  3  unreadable input (missing file, malformed JSON or bundle, wrong media type)
+  4  signature failure (bad signature, wrong key, extra signatures)
+  5  schema violation (not an in-toto Statement, predicate violates the schema)
+  6  subject mismatch (commit not covered, repository rewritten)
+  7  transparency log failure (inclusion proof, checkpoint, consistency)
+  8  identity or policy failure"""
+
+
+def read_file(path: str, what: str) -> bytes:
+    """Read a file for a command, turning OS errors into :class:`InputError`."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as e:
+        raise InputError(f"{what} {path} does not exist") from e
+    except IsADirectoryError as e:
+        raise InputError(f"{what} {path} is a directory") from e
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}") from e
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on standard output."""
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command handler; map errors to one line and an exit code."""
+    try:
+        return func(args)
+    except AerError as e:
+        if getattr(args, "json", False) and getattr(args, "json_errors", True):
+            print_json(
+                {
+                    "ok": False,
+                    "error": {
+                        "kind": type(e).__name__,
+                        "code": e.exit_code,
+                        "message": e.diagnostics(),
+                    },
+                }
+            )
+        print(f"aer: error: {e.diagnostics()}", file=sys.stderr)
+        if os.environ.get("AER_DEBUG"):
+            traceback.print_exc()
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("aer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:
+        print(
+            f"aer: internal error: {type(e).__name__}: {e} "
+            "(set AER_DEBUG=1 for a traceback and please report it)",
+            file=sys.stderr,
+        )
+        if os.environ.get("AER_DEBUG"):
+            traceback.print_exc()
+        return 1
+
+
+def _print_verified(v: VerifiedRecord) -> None:
+    s = v.summary()
+    task, sponsor, agent = s["task"], s["sponsor"].get("identity", {}), s["agent"]
+    models = ", ".join(f"{m['provider']}/{m['id']}" for m in agent.get("models") or [])
+    lines = [
+        "Verified: AER agent execution record",
+        f"  checks      {', '.join(s['checks'])}",
+        f"  signer      key {s['signer']['keyId']}",
+        f"  predicate   {s['predicateType']}",
+        f"  run         {s['runId']}",
+        f"  task        {task.get('title')}"
+        + (f" <{task['source']}>" if task.get("source") else ""),
+        f"  sponsor     {sponsor.get('email') or sponsor.get('subject')}"
+        + (f" (issuer {sponsor['issuer']})" if sponsor.get("issuer") else " (self-asserted)"),
+        f"  agent       {agent.get('name')} {agent.get('version') or ''}".rstrip()
+        + (f" [{models}]" if models else ""),
+    ]
+    for subj in s["subjects"]:
+        lines.append(f"  subject     {subj['name']}")
+    if s["repositoryChecked"]:
+        lines.append(
+            f"  repository  {len(s['commitsChecked'])} commit(s) recomputed in "
+            f"{s['repositoryChecked']}"
+        )
+    print("\n".join(lines))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Handle ``aer verify``."""
+    if args.commit and not args.repo:
+        raise InputError("--commit needs --repo PATH (the repository to check it in)")
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    key = load_public_key(read_file(args.key, "public key"))
+    verified = verify_record(
+        bundle,
+        key,
+        repo=Path(args.repo) if args.repo else None,
+        commit=args.commit,
+    )
+    if args.json:
+        print_json(verified.summary())
+    else:
+        _print_verified(verified)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the verifier's commands to the ``aer`` sub-command parser."""
+    p = sub.add_parser(
+        "verify",
+        help="verify a signed AER record (signature, statement, schema, commits)",
+        description=(
+            "Verify a Sigstore bundle holding an AER agent execution record: the DSSE "
+            "signature over the exact payload, the in-toto Statement, the predicate's "
+            "JSON Schema, the subject rule and, with --repo, that the commits the record "
+            "names exist unchanged in the repository's history."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--bundle", required=True, metavar="BUNDLE", help="the bundle (JSON) to verify")
+    p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
+    p.add_argument("--repo", metavar="PATH", help="git repository to recompute commit subjects in")
+    p.add_argument("--commit", metavar="REV", help="a commit that must be covered by the record")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=cmd_verify)
