@@ -15,16 +15,22 @@ from typing import Any
 
 from attest.errors import AttestError
 from attest.keys import generate_key_pair, load_private_key
+from attest.keystore import remember_public_key
 from attest.record import record_command, write_atomic
 from attest.signing import KeySigner
+from attest.submit import Submitted, submit_bundle
+from log_server import cli as log_cli
 from verifier import cli as verifier_cli
-from verifier.bundle import format_bundle
+from verifier.bundle import format_bundle, parse_bundle
 from verifier.cli import EXIT_CODES_HELP, print_json, read_file, run
+from verifier.keys import PublicKey, load_public_key
+from verifier.logclient import LogClient, load_log_key
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Handle ``aer keygen``."""
     key_path, pub_path = generate_key_pair(Path(args.out), force=args.force)
+    remember_public_key(load_public_key(pub_path.read_bytes()))
     if args.json:
         print_json({"privateKey": str(key_path), "publicKey": str(pub_path)})
     else:
@@ -110,16 +116,56 @@ def cmd_record(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def _log_key(args: argparse.Namespace) -> PublicKey:
+    spec = args.log_key or args.log
+    return load_log_key(spec, notice=lambda m: print(f"aer: {m}", file=sys.stderr))
+
+
+def _print_submitted(args: argparse.Namespace, sub: Submitted, extra: dict[str, Any]) -> None:
+    e = sub.entry
+    if args.json:
+        print_json(
+            {
+                **extra,
+                "uuid": e.uuid,
+                "logIndex": e.log_index,
+                "integratedTime": e.integrated_time,
+                "treeSize": e.tree_size,
+                "alreadyLogged": sub.already_logged,
+            }
+        )
+    else:
+        state = "already in the log" if sub.already_logged else "logged"
+        print(f"{state}: uuid {e.uuid} log index {e.log_index} -> {args.out}")
+
+
 def cmd_sign(args: argparse.Namespace) -> int:
     """Handle ``aer sign``."""
     statement = read_file(args.statement, "statement")
-    signer = KeySigner(load_private_key(Path(args.key)))
+    private = load_private_key(Path(args.key))
+    signer = KeySigner(private)
     bundle = signer.sign(statement)
+    remember_public_key(private.public_key())
+    if args.log:
+        sub = submit_bundle(bundle, LogClient(args.log), _log_key(args), key=private.public_key())
+        write_atomic(Path(args.out), format_bundle(sub.bundle))
+        _print_submitted(args, sub, {"bundle": args.out, "keyId": signer.key_id})
+        return 0
     write_atomic(Path(args.out), format_bundle(bundle))
     if args.json:
         print_json({"bundle": args.out, "keyId": signer.key_id})
     else:
         print(f"signed {args.statement} with key {signer.key_id[:16]}… -> {args.out}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Handle ``aer submit``."""
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    key = load_public_key(read_file(args.key, "public key")) if args.key else None
+    sub = submit_bundle(bundle, LogClient(args.log), _log_key(args), key=key)
+    write_atomic(Path(args.out), format_bundle(sub.bundle))
+    _print_submitted(args, sub, {"bundle": args.out})
     return 0
 
 
@@ -209,9 +255,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key", required=True, metavar="KEY", help="private key (PEM) from aer keygen")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="where to write the bundle")
+    p.add_argument("--log", metavar="URL", help="also submit to this log and add its entry")
+    p.add_argument(
+        "--log-key",
+        metavar="PEM_OR_URL",
+        help="log key to check the entry with (default: fetch from --log and pin)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("statement", metavar="STATEMENT", help="the Statement JSON file")
     p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser(
+        "submit",
+        help="log a signed bundle and add the log entry to it",
+        description="Send BUNDLE_IN's envelope to the log (Rekor v1 dsse entry), verify the "
+        "entry the log returns (inclusion proof, checkpoint, signed entry timestamp) and "
+        "write BUNDLE_OUT: a complete Sigstore bundle v0.3. Submitting twice is harmless: "
+        "the existing entry is used. Prints the entry UUID and log index.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--log", required=True, metavar="URL", help="the log, e.g. http://127.0.0.1:3000"
+    )
+    p.add_argument("--out", required=True, metavar="BUNDLE_OUT", help="where to write the bundle")
+    p.add_argument(
+        "--key", metavar="PUB", help="the signer's public key (default: the local key store)"
+    )
+    p.add_argument(
+        "--log-key",
+        metavar="PEM_OR_URL",
+        help="log key to check the entry with (default: fetch from --log and pin)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("bundle", metavar="BUNDLE_IN", help="a signed bundle from aer sign")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "log",
+        help="run and check transparency logs",
+        description="Serve a transparency log, print its key, check checkpoints.",
+    )
+    log_sub = p.add_subparsers(dest="log_cmd", metavar="LOGCOMMAND", required=True)
+    log_cli.register(log_sub)
+    verifier_cli.register_log(log_sub)
 
     verifier_cli.register(sub)
     return parser

@@ -70,9 +70,7 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
             data, password=password.encode() if password else None
         )
     except TypeError as e:
-        raise KeyFileError(
-            f"{path} is encrypted: set {KEY_PASSWORD_ENV} to its passphrase"
-        ) from e
+        raise KeyFileError(f"{path} is encrypted: set {KEY_PASSWORD_ENV} to its passphrase") from e
     except ValueError as e:
         raise KeyFileError(f"{path} is not a usable PEM private key: {e}") from e
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -17,9 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from verifier.bundle import parse_bundle
-from verifier.errors import AerError, InputError
+from verifier.checkpoint import open_checkpoint, parse_checkpoint
+from verifier.errors import AerError, InputError, LogProofError
 from verifier.keys import load_public_key
+from verifier.logclient import LogClient, load_log_key
+from verifier.merkle import verify_consistency
+from verifier.note import Verifier, ed25519_verifier, key_id_hint_verifier, parse_vkey
 from verifier.verify import VerifiedRecord, verify_record
 
 EXIT_CODES_HELP = """exit codes:
@@ -106,6 +112,12 @@ def _print_verified(v: VerifiedRecord) -> None:
     ]
     for subj in s["subjects"]:
         lines.append(f"  subject     {subj['name']}")
+    if s["logEntry"]:
+        e = s["logEntry"]
+        lines.append(
+            f"  log         {e['origin']} index {e['logIndex']} (tree size {e['treeSize']}, "
+            f"integrated {e['integratedTime']})"
+        )
     if s["repositoryChecked"]:
         lines.append(
             f"  repository  {len(s['commitsChecked'])} commit(s) recomputed in "
@@ -120,17 +132,92 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--commit needs --repo PATH (the repository to check it in)")
     bundle = parse_bundle(read_file(args.bundle, "bundle"))
     key = load_public_key(read_file(args.key, "public key"))
+    log_key = load_log_key(args.log_key, notice=_notice) if args.log_key else None
     verified = verify_record(
         bundle,
         key,
         repo=Path(args.repo) if args.repo else None,
         commit=args.commit,
+        log_key=log_key,
     )
+    if log_key is None and bundle.tlog_entries and not args.json:
+        _notice("the bundle's log entry was not checked; pass --log-key PEM_OR_URL to check it")
     if args.json:
         print_json(verified.summary())
     else:
         _print_verified(verified)
     return 0
+
+
+def _notice(message: str) -> None:
+    print(f"aer: {message}", file=sys.stderr)
+
+
+def cmd_log_consistency(args: argparse.Namespace) -> int:
+    """Handle ``aer log consistency OLD NEW``."""
+    old_note = read_file(args.old, "checkpoint")
+    new_note = read_file(args.new, "checkpoint")
+    if args.log_vkey:
+        verifiers: list[Verifier] = [parse_vkey(args.log_vkey)]
+    elif args.log_key:
+        key = load_log_key(args.log_key, notice=_notice)
+        if not isinstance(key, Ed25519PublicKey):
+            raise InputError("the log key must be an Ed25519 key")
+        origin = parse_checkpoint(
+            old_note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
+        ).origin
+        verifiers = [key_id_hint_verifier(origin, key), ed25519_verifier(origin, key)]
+    else:
+        raise InputError("pass --log-vkey VKEY or --log-key PEM_OR_URL to check the signatures")
+    old, _ = open_checkpoint(old_note, verifiers)
+    new, _ = open_checkpoint(new_note, verifiers)
+    if old.origin != new.origin:
+        raise LogProofError(f"checkpoints are from different logs ({old.origin} vs {new.origin})")
+    if new.size < old.size:
+        raise LogProofError(f"the log shrank: {old.size} -> {new.size}")
+    proof: list[bytes] = []
+    if old.size not in (0, new.size):
+        if not args.log:
+            raise InputError("pass --log URL to fetch the consistency proof")
+        answer = LogClient(args.log).consistency(old.size, new.size)
+        try:
+            proof = [bytes.fromhex(h) for h in answer.get("hashes") or []]
+        except (TypeError, ValueError) as e:
+            raise InputError("the log's consistency proof is malformed") from e
+    verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    result = {
+        "consistent": True,
+        "origin": old.origin,
+        "oldSize": old.size,
+        "newSize": new.size,
+        "oldRoot": old.root_hash.hex(),
+        "newRoot": new.root_hash.hex(),
+        "proofLength": len(proof),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(f"consistent: {old.origin} {old.size} -> {new.size} ({len(proof)} proof hashes)")
+    return 0
+
+
+def register_log(log_sub: Any) -> None:
+    """Add ``consistency`` to the ``aer log`` sub-command parser."""
+    p = log_sub.add_parser(
+        "consistency",
+        help="check that one checkpoint extends another",
+        description="Verify both checkpoints' signatures, then a consistency proof (fetched "
+        "from --log) showing that NEW's tree extends OLD's.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("old", metavar="OLD", help="older checkpoint (signed note file)")
+    p.add_argument("new", metavar="NEW", help="newer checkpoint (signed note file)")
+    p.add_argument("--log", metavar="URL", help="log to fetch the consistency proof from")
+    p.add_argument("--log-key", metavar="PEM_OR_URL", help="log public key (file, or URL to pin)")
+    p.add_argument("--log-vkey", metavar="VKEY", help="log C2SP verifier key (name+hash+base64)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_log_consistency)
 
 
 def register(sub: Any) -> None:
@@ -151,5 +238,11 @@ def register(sub: Any) -> None:
     p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
     p.add_argument("--repo", metavar="PATH", help="git repository to recompute commit subjects in")
     p.add_argument("--commit", metavar="REV", help="a commit that must be covered by the record")
+    p.add_argument(
+        "--log-key",
+        metavar="PEM_OR_URL",
+        help="trusted log key: a PEM file, or the log's URL (fetched once and pinned); "
+        "checks the bundle's log entry, inclusion proof, checkpoint and SET",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_verify)

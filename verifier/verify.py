@@ -13,8 +13,9 @@ from typing import Any
 import predicates
 from verifier.bundle import Bundle
 from verifier.dsse import verify_envelope
-from verifier.errors import SchemaError, SignatureError
-from verifier.keys import PublicKey, key_id
+from verifier.errors import LogProofError, SchemaError, SignatureError
+from verifier.keys import PublicKey, format_public_key, key_id
+from verifier.rekor import VerifiedLogEntry, verify_tlog_entry
 from verifier.statement import Statement, parse_statement, validate_predicate
 from verifier.subjects import check_subject_rule, verify_commit_subjects
 
@@ -28,6 +29,7 @@ class VerifiedRecord:
     commits_checked: tuple[str, ...] = ()
     repository_checked: str | None = None
     checks: tuple[str, ...] = field(default=())
+    log_entry: VerifiedLogEntry | None = None
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-ready summary of the verified record."""
@@ -49,6 +51,7 @@ class VerifiedRecord:
             "subjects": [{"name": s.name, "digest": s.digest} for s in self.statement.subjects],
             "commitsChecked": list(self.commits_checked),
             "repositoryChecked": self.repository_checked,
+            "logEntry": self.log_entry.summary() if self.log_entry else None,
         }
 
 
@@ -58,6 +61,7 @@ def verify_record(
     *,
     repo: Path | None = None,
     commit: str | None = None,
+    log_key: PublicKey | None = None,
 ) -> VerifiedRecord:
     """Verify an AER record bundle signed with a key.
 
@@ -69,19 +73,24 @@ def verify_record(
           JSON Schema;
       (4) its subjects follow the AER subject rule;
       (5) with ``repo``: every commit subject is recomputed from the
-          repository and, with ``commit``, that commit is covered.
+          repository and, with ``commit``, that commit is covered;
+      (6) with ``log_key``: the bundle's one transparency-log entry binds
+          this envelope and signer, its inclusion proof, checkpoint and
+          signed entry timestamp verify with the log key.
 
     Args:
         bundle: the parsed Sigstore bundle.
         public_key: the trusted signing key.
         repo: a git repository to check the subjects against, or None.
         commit: a revision that must be covered (requires ``repo``).
+        log_key: the trusted transparency-log key, or None to skip (6).
 
     Returns:
         The verified record.
 
     Raises:
-        InputError, SignatureError, SchemaError, SubjectMismatchError.
+        InputError, SignatureError, SchemaError, SubjectMismatchError,
+        LogProofError.
     """
     if commit is not None and repo is None:
         raise ValueError("commit requires repo")
@@ -112,7 +121,20 @@ def verify_record(
     if repo is not None:
         commits = verify_commit_subjects(statement, repo, commit=commit)
         checks.append("repository")
+    # (6)
+    log_entry = None
+    if log_key is not None:
+        if len(bundle.tlog_entries) != 1:
+            raise LogProofError(
+                f"bundle has {len(bundle.tlog_entries)} transparency log entries, not 1; "
+                "log it with 'aer submit'"
+            )
+        log_entry = verify_tlog_entry(
+            bundle.tlog_entries[0], bundle.envelope, format_public_key(public_key), log_key
+        )
+        checks.append("log-inclusion")
     return VerifiedRecord(
+        log_entry=log_entry,
         statement=statement,
         signer_key_id=key_id(public_key),
         commits_checked=tuple(commits),

@@ -1,0 +1,475 @@
+"""The log's HTTP API: a Flask application factory and one blueprint per surface.
+
+* ``/api/v1/log/...``, ``/api/v1/index/retrieve`` — the Rekor v1 REST API;
+* ``/api/v2/checkpoint``, ``/api/v2/tile/...`` — C2SP tlog-tiles (read-only);
+* ``/api/v1/records`` — AER's records search for auditors;
+* ``/api/openapi.json``, ``/healthz``.
+
+Every error is JSON ``{"code": <status>, "message": <text>}``; bad input never
+changes the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from log_server.entries import prepare_entry
+from log_server.errors import (
+    BadRequest,
+    LogServerError,
+    NotFound,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from log_server.log import Sequencer, TransparencyLog
+from log_server.logkey import load_or_create
+from log_server.storage import SQLiteStorage, StoredEntry
+from verifier import merkle
+from verifier.errors import AerError
+from verifier.jsonutil import loads_strict
+from verifier.rekor import canonical_pem
+
+DEFAULTS: dict[str, Any] = {
+    "DATA_DIR": "aer-data",
+    "ORIGIN": None,
+    "DEFAULT_ORIGIN": "localhost",
+    "SYNCHRONOUS": "FULL",
+    "MAX_BATCH": 1024,
+    "MAX_WAIT": 0.0,
+    "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "SUBMIT_TIMEOUT": 30.0,
+    "MAX_PAGE": 500,
+}
+
+rekor = Blueprint("rekor", __name__, url_prefix="/api/v1")
+tiles = Blueprint("tiles", __name__, url_prefix="/api/v2")
+records = Blueprint("records", __name__, url_prefix="/api/v1/records")
+meta = Blueprint("meta", __name__)
+
+
+class LogService:
+    """What the routes use: the log, its sequencer and its settings."""
+
+    def __init__(self, log: TransparencyLog, sequencer: Sequencer, config: dict[str, Any]) -> None:
+        """Bundle the log's parts for the routes."""
+        self.log = log
+        self.sequencer = sequencer
+        self.config = config
+
+
+def _svc() -> LogService:
+    svc: LogService = current_app.extensions["aer"]
+    return svc
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Create the log server application.
+
+    Args:
+        config: settings overriding :data:`DEFAULTS` (``DATA_DIR``, ``ORIGIN``,
+            ``SYNCHRONOUS``, ``MAX_BATCH``, ...). Tests pass a temp ``DATA_DIR``.
+
+    Returns:
+        The Flask app; its sequencer thread starts on the first submission.
+    """
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.update(config or {})
+    data_dir = Path(app.config["DATA_DIR"])
+    identity = load_or_create(data_dir, app.config["ORIGIN"], app.config["DEFAULT_ORIGIN"])
+    storage = SQLiteStorage(data_dir / "log.db", synchronous=app.config["SYNCHRONOUS"])
+    log = TransparencyLog(storage, identity, lock_path=data_dir / "writer.lock")
+    log.ensure_checkpoint()
+    sequencer = Sequencer(log, max_batch=app.config["MAX_BATCH"], max_wait=app.config["MAX_WAIT"])
+    app.extensions["aer"] = LogService(log, sequencer, dict(app.config))
+    for bp in (rekor, tiles, records, meta):
+        app.register_blueprint(bp)
+    app.register_error_handler(LogServerError, _log_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    resp = jsonify({"code": status, "message": message})
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _log_error(e: LogServerError) -> Response:
+    return _error(e.status, e.message, e.headers)
+
+
+def _http_error(e: HTTPException) -> Response:
+    status = e.code or 500
+    messages = {
+        404: "no such resource",
+        405: "method not allowed here",
+        413: f"request body too large (limit {current_app.config['MAX_CONTENT_LENGTH']} bytes)",
+    }
+    return _error(status, messages.get(status, e.description or e.name))
+
+
+def _json_body() -> Any:
+    ctype = (request.mimetype or "").lower()
+    if ctype != "application/json":
+        raise UnsupportedMediaType(f"send application/json, not {request.mimetype or 'nothing'!r}")
+    data = request.get_data(cache=False)
+    try:
+        return loads_strict(data)
+    except ValueError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from e
+
+
+def _int_arg(name: str, default: int | None = None, minimum: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        if default is None:
+            raise BadRequest(f"query parameter {name} is required")
+        return default
+    if not raw.isdigit() or (len(raw) > 1 and raw[0] == "0"):
+        raise BadRequest(f"query parameter {name} must be a non-negative integer, not {raw!r}")
+    value = int(raw)
+    if value < minimum:
+        raise BadRequest(f"query parameter {name} must be at least {minimum}")
+    return value
+
+
+# -- Rekor v1 ---------------------------------------------------------------
+
+
+@rekor.post("/log/entries")
+def create_entry() -> Response:
+    """Verify, sequence and answer a proposed entry (201, or 409 for a duplicate)."""
+    svc = _svc()
+    prepared = prepare_entry(_json_body())
+    future = svc.sequencer.submit(prepared)
+    try:
+        landed = future.result(timeout=svc.config["SUBMIT_TIMEOUT"])
+    except FutureTimeout as e:
+        raise Unavailable(
+            "the entry was not integrated in time; retry (duplicates answer 409)"
+        ) from e
+    entry = StoredEntry(
+        landed.index,
+        prepared.leaf_hash,
+        prepared.kind,
+        prepared.body,
+        landed.integrated_time,
+        prepared.envelope,
+    )
+    resp = jsonify(svc.log.entry_answer(entry, landed.checkpoint))
+    resp.status_code = 201
+    resp.headers["Location"] = f"/api/v1/log/entries/{entry.uuid}"
+    resp.headers["ETag"] = entry.uuid
+    return resp
+
+
+@rekor.get("/log/entries/<uuid>")
+def get_entry(uuid: str) -> Response:
+    """An entry by UUID with a fresh inclusion proof."""
+    log = _svc().log
+    return jsonify(log.entry_answer(log.find_entry(uuid)))
+
+
+@rekor.get("/log/entries")
+def get_entry_by_index() -> Response:
+    """An entry by ``?logIndex=N``."""
+    log = _svc().log
+    return jsonify(log.entry_answer(log.entry_by_index(_int_arg("logIndex"))))
+
+
+@rekor.post("/log/entries/retrieve")
+def retrieve_entries() -> Response:
+    """Entries by ``entryUUIDs``, ``logIndexes`` or proposed ``entries``."""
+    log = _svc().log
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("send {entryUUIDs: [...]}, {logIndexes: [...]} or {entries: [...]}")
+    found: list[StoredEntry] = []
+    cp = log.checkpoint()
+    for uuid in body.get("entryUUIDs") or []:
+        try:
+            found.append(log.find_entry(str(uuid)))
+        except NotFound:
+            continue
+    for idx in body.get("logIndexes") or []:
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            raise BadRequest("logIndexes must be non-negative integers")
+        if idx < cp.size:
+            found.append(log.entry_by_index(idx))
+    for proposed in body.get("entries") or []:
+        try:
+            prepared = prepare_entry(proposed)
+        except LogServerError:
+            continue
+        e = log.storage.entry_by_leaf(prepared.leaf_hash)
+        if e is not None:
+            found.append(e)
+    return jsonify([log.entry_answer(e, cp) for e in found])
+
+
+@rekor.get("/log")
+def log_info() -> Response:
+    """Tree size, root hash and signed tree head (the checkpoint)."""
+    log = _svc().log
+    cp = log.checkpoint()
+    return jsonify(
+        {
+            "rootHash": cp.root_hash.hex(),
+            "treeSize": cp.size,
+            "signedTreeHead": cp.rekor_note.decode(),
+            "treeID": str(int(log.identity.tree_id, 16)),
+            "inactiveShards": [],
+        }
+    )
+
+
+@rekor.get("/log/proof")
+def consistency() -> Response:
+    """Consistency proof ``?firstSize=&lastSize=`` (lastSize defaults to the tree size)."""
+    log = _svc().log
+    cp = log.checkpoint()
+    first = _int_arg("firstSize", 1, minimum=1)
+    last = _int_arg("lastSize", cp.size)
+    if last > cp.size:
+        raise BadRequest(f"lastSize {last} is beyond the tree size {cp.size}")
+    if first > last:
+        raise BadRequest(f"firstSize {first} is larger than lastSize {last}")
+    hashes = log.consistency_proof(first, last)
+    root = cp.root_hash if last == cp.size else merkle.tree_hash(last, log.storage.read_hashes)
+    return jsonify({"rootHash": root.hex(), "hashes": [h.hex() for h in hashes]})
+
+
+@rekor.get("/log/publicKey")
+def public_key() -> Response:
+    """The log's public key (PEM)."""
+    return Response(_svc().log.identity.public_pem(), mimetype="application/x-pem-file")
+
+
+@rekor.post("/index/retrieve")
+def index_retrieve() -> Response:
+    """UUIDs of entries by artifact ``hash``, signer ``email`` or ``publicKey``."""
+    log = _svc().log
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("send {hash}, {email} or {publicKey: {format, content}}")
+    terms = []
+    if body.get("hash"):
+        h = str(body["hash"]).lower()
+        terms.append(h if ":" in h else "sha256:" + h)
+    if body.get("email"):
+        terms.append(str(body["email"]).lower())
+    pk = body.get("publicKey")
+    if isinstance(pk, dict) and pk.get("content"):
+        try:
+            pem = base64.b64decode(str(pk["content"]), validate=True)
+            canon = canonical_pem(pem)
+        except (ValueError, AerError) as e:
+            raise BadRequest(
+                f"publicKey.content is not a base64 PEM key or certificate: {e}"
+            ) from e
+        terms.append("sha256:" + hashlib.sha256(canon).hexdigest())
+    if not terms:
+        raise BadRequest("send at least one of hash, email, publicKey")
+    op = body.get("operator", "and")
+    if op not in ("and", "or"):
+        raise BadRequest("operator must be 'and' or 'or'")
+    indexes = log.storage.find_terms(terms, match_all=(op == "and"))
+    uuids: list[str] = []
+    for i in indexes:
+        found = log.storage.entry_by_index(i)
+        if found is not None:
+            uuids.append(found.uuid)
+    return jsonify(uuids)
+
+
+# -- C2SP tlog-tiles ---------------------------------------------------------
+
+
+@tiles.get("/checkpoint")
+def tiles_checkpoint() -> Response:
+    """The latest checkpoint as a C2SP signed note."""
+    resp = Response(_svc().log.checkpoint().note, mimetype="text/plain")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+@tiles.get("/tile/<path:rest>")
+def tile(rest: str) -> Response:
+    """A hash tile or an entry bundle (full tiles are immutable)."""
+    log = _svc().log
+    try:
+        t = merkle.parse_tile_path("tile/" + rest)
+    except AerError as e:
+        raise NotFound(f"not a tile path: {e}") from e
+    size = log.checkpoint().size
+    if t.level < 0:
+        available = min(merkle.TILE_WIDTH, size - t.n * merkle.TILE_WIDTH)
+        if t.width > available:
+            raise NotFound(f"entry bundle {rest} does not exist (tree size {size})")
+        start = t.n * merkle.TILE_WIDTH
+        data = merkle.format_entry_bundle(log.storage.leaf_bodies(start, t.width))
+    else:
+        level = t.level * merkle.TILE_HEIGHT
+        available = min(merkle.TILE_WIDTH, (size >> level) - t.n * merkle.TILE_WIDTH)
+        if t.width > available:
+            raise NotFound(f"tile {rest} does not exist (tree size {size})")
+        base = t.n * merkle.TILE_WIDTH
+        idx = [merkle.stored_hash_index(level, base + i) for i in range(t.width)]
+        data = b"".join(log.storage.read_hashes(idx))
+    resp = Response(data, mimetype="application/octet-stream")
+    resp.headers["Cache-Control"] = (
+        "public, max-age=31536000, immutable" if t.width == merkle.TILE_WIDTH else "no-cache"
+    )
+    return resp
+
+
+# -- records -------------------------------------------------------------------
+
+
+def _time_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise BadRequest(f"{name} must be an RFC 3339 time or Unix seconds, not {raw!r}") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+def _record_json(row: dict[str, Any]) -> dict[str, Any]:
+    summary = json.loads(row.get("summary") or "{}")
+    return {
+        "uuid": row["uuid"],
+        "logIndex": row["idx"],
+        "integratedTime": row["integrated_time"],
+        "predicateType": row["predicate_type"],
+        "runId": row["run_id"],
+        "sponsor": row["sponsor"],
+        "sponsorIssuer": row["sponsor_issuer"],
+        "agent": row["agent"],
+        "agentVersion": row["agent_version"],
+        "repository": row["repository"],
+        "startedAt": row["started_at"],
+        "finishedAt": row["finished_at"],
+        "policyDecision": row["decision"],
+        **summary,
+    }
+
+
+@records.get("")
+def list_records() -> Response:
+    """Search AER records; filters combine with AND; cursor pagination by log index."""
+    svc = _svc()
+    known = {
+        "sponsor",
+        "agent",
+        "model",
+        "repository",
+        "commit",
+        "subject",
+        "decision",
+        "since",
+        "until",
+        "cursor",
+        "limit",
+    }
+    unknown = set(request.args) - known
+    if unknown:
+        raise BadRequest(f"unknown filter(s) {sorted(unknown)}; known: {sorted(known)}")
+    where = {
+        col: request.args[col] for col in ("sponsor", "agent", "repository") if col in request.args
+    }
+    terms = []
+    if "model" in request.args:
+        terms.append("model:" + request.args["model"])
+    if "commit" in request.args:
+        terms.append("commit:" + request.args["commit"].lower())
+    if "subject" in request.args:
+        s = request.args["subject"].lower()
+        terms.append(s if ":" in s else "sha256:" + s)
+    if "decision" in request.args:
+        d = request.args["decision"]
+        if d not in ("allow", "deny", "warn", "none"):
+            raise BadRequest("decision must be allow, deny, warn or none")
+        if d == "none":
+            where["decision"] = "none"
+        else:
+            terms.append("decision:" + d)
+    cursor = request.args.get("cursor")
+    after = -1
+    if cursor is not None:
+        try:
+            after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest("cursor is not one this server handed out") from e
+    limit = _int_arg("limit", 100, minimum=1)
+    limit = min(limit, svc.config["MAX_PAGE"])
+    rows = svc.log.storage.search_records(
+        where, terms, after, limit + 1, _time_arg("since"), _time_arg("until")
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = base64.urlsafe_b64encode(str(rows[-1]["idx"]).encode()).decode().rstrip("=")
+    return jsonify({"records": [_record_json(r) for r in rows], "nextCursor": next_cursor})
+
+
+@records.get("/<uuid>")
+def get_record(uuid: str) -> Response:
+    """A record: full envelope, decoded statement, and the log entry with a fresh proof."""
+    log = _svc().log
+    entry = log.find_entry(uuid)
+    row = log.storage.record(entry.index)
+    envelope = json.loads(entry.envelope) if entry.envelope else None
+    statement = None
+    if isinstance(envelope, dict) and envelope.get("payload"):
+        try:
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+        except ValueError:
+            statement = None
+    return jsonify(
+        {
+            "uuid": entry.uuid,
+            "logIndex": entry.index,
+            "record": _record_json(row) if row else None,
+            "envelope": envelope,
+            "statement": statement,
+            "logEntry": log.entry_answer(entry),
+        }
+    )
+
+
+# -- meta ----------------------------------------------------------------------
+
+
+@meta.get("/api/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document of this server."""
+    text = resources.files("log_server").joinpath("openapi.json").read_text("utf-8")
+    return Response(text, mimetype="application/json")
+
+
+@meta.get("/healthz")
+def healthz() -> Response:
+    """Liveness and the current tree size."""
+    cp = _svc().log.checkpoint()
+    return jsonify({"ok": True, "treeSize": cp.size, "time": int(time.time())})

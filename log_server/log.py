@@ -1,0 +1,318 @@
+"""Log operations: sequencing, checkpoints, proofs and entry answers.
+
+:class:`TransparencyLog` is what the HTTP routes call (sumdb's ``ServerOps``);
+it holds no SQL and reaches storage only through :class:`~log_server.storage.Storage`.
+:class:`Sequencer` is the single writer of a process: it batches submissions
+and integrates each batch in one transaction under an exclusive file lock,
+so that even with several server processes exactly one writer assigns
+indexes at any moment.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from log_server.entries import PreparedEntry
+from log_server.errors import BadRequest, Conflict, NotFound, Unavailable
+from log_server.logkey import LogIdentity
+from log_server.records import extract_record
+from log_server.storage import NewEntry, Storage, StoredCheckpoint, StoredEntry, WriteBatch
+from verifier import merkle
+from verifier.checkpoint import Checkpoint, format_checkpoint
+from verifier.note import sign_note
+from verifier.rekor import set_payload
+
+
+@dataclass(frozen=True)
+class Integrated:
+    """Where a submission landed."""
+
+    index: int
+    integrated_time: int
+    checkpoint: StoredCheckpoint
+
+
+class TransparencyLog:
+    """The operations of one log over a storage backend."""
+
+    def __init__(
+        self, storage: Storage, identity: LogIdentity, lock_path: Path | None = None
+    ) -> None:
+        """Create the log; ``lock_path`` serializes writers across processes."""
+        self.storage = storage
+        self.identity = identity
+        self._lock_path = lock_path
+        self._thread_lock = threading.Lock()
+
+    # -- writing -----------------------------------------------------------
+
+    def sign_checkpoint(self, size: int, root: bytes) -> StoredCheckpoint:
+        """Sign a checkpoint twice: C2SP (key hash + key-id hint) and Rekor (hint only)."""
+        text = format_checkpoint(Checkpoint(self.identity.origin, size, root))
+        c2sp, hint = self.identity.note_signers()
+        return StoredCheckpoint(
+            size=size,
+            root_hash=root,
+            note=sign_note(text, [c2sp, hint]),
+            rekor_note=sign_note(text, [hint]),
+            created_at=time.time(),
+        )
+
+    def ensure_checkpoint(self) -> StoredCheckpoint:
+        """Return the latest checkpoint, signing the empty tree's on first use."""
+        cp = self.storage.latest_checkpoint()
+        if cp is not None:
+            return cp
+        with self._writer() as batch:
+            if batch.tree_size == 0:
+                batch.set_checkpoint(self.sign_checkpoint(0, merkle.EMPTY_ROOT))
+        cp = self.storage.latest_checkpoint()
+        assert cp is not None
+        return cp
+
+    @contextmanager
+    def _writer(self) -> Iterator[WriteBatch]:
+        """The write transaction, held under the thread lock and the cross-process file lock."""
+        with self._thread_lock:
+            fd = open(self._lock_path, "a+") if self._lock_path else None  # noqa: SIM115
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                with self.storage.write() as batch:
+                    yield batch
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    fd.close()
+
+    def integrate(self, batch_entries: list[PreparedEntry]) -> list[Integrated | Conflict]:
+        """Append a batch in one durable transaction with its new checkpoint.
+
+        Steps:
+          (1) under the writer lock, read the tree size;
+          (2) answer entries already in the log (or twice in the batch) with Conflict;
+          (3) extend the tree's compact range with the new leaves, collecting
+              the stored hashes to write;
+          (4) write leaves, hashes, index terms and records, and the checkpoint
+              signed over the new root; commit.
+
+        Returns:
+            For each entry, where it landed or the Conflict to answer.
+        """
+        results: list[Integrated | Conflict | None] = [None] * len(batch_entries)
+        with self._writer() as batch:
+            # (1)
+            size = batch.tree_size
+            # (2)
+            existing = batch.existing([e.leaf_hash for e in batch_entries])
+            fresh: list[tuple[int, PreparedEntry]] = []
+            seen: dict[bytes, int] = {}
+            for i, e in enumerate(batch_entries):
+                idx = existing.get(e.leaf_hash)
+                if idx is None and e.leaf_hash in seen:
+                    idx = size + seen[e.leaf_hash]
+                if idx is not None:
+                    results[i] = self.conflict(e.uuid)
+                    continue
+                seen[e.leaf_hash] = len(fresh)
+                fresh.append((i, e))
+            if not fresh:
+                return [r for r in results if r is not None]
+            # (3)
+            cr = merkle.CompactRange.from_stored(size, batch.read_hashes)
+            stored: list[bytes] = []
+            cr.extend((e.leaf_hash for _, e in fresh), stored)
+            hashes_start = merkle.stored_hash_count(size)
+            if hashes_start + len(stored) != merkle.stored_hash_count(cr.size):
+                raise RuntimeError("stored hash count mismatch; refusing to write")
+            # (4)
+            now = int(time.time())
+            new = []
+            for _, e in fresh:
+                record, terms = extract_record(e.statement, e.uuid)
+                new.append(
+                    NewEntry(
+                        e.leaf_hash, e.kind, e.body, e.envelope, [*e.index_keys, *terms], record
+                    )
+                )
+            batch.append(new, now, hashes_start, stored)
+            cp = self.sign_checkpoint(cr.size, cr.root())
+            batch.set_checkpoint(cp)
+        for k, (i, _) in enumerate(fresh):
+            results[i] = Integrated(index=size + k, integrated_time=now, checkpoint=cp)
+        return [r for r in results if r is not None]
+
+    def conflict(self, uuid: str) -> Conflict:
+        """The 409 answer for an entry already in the log."""
+        return Conflict(
+            f"an equivalent entry already exists in the transparency log with UUID {uuid}",
+            headers={"Location": f"/api/v1/log/entries/{uuid}", "ETag": uuid},
+        )
+
+    # -- reading -----------------------------------------------------------
+
+    def checkpoint(self) -> StoredCheckpoint:
+        """The latest checkpoint."""
+        return self.ensure_checkpoint()
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """Audit path for entry ``index`` in the tree of ``size`` (O(log n) reads)."""
+        return merkle.prove_inclusion(index, size, self.storage.read_hashes)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """Consistency proof between two tree sizes (O(log n) reads)."""
+        return merkle.prove_consistency(size1, size2, self.storage.read_hashes)
+
+    def find_entry(self, uuid: str) -> StoredEntry:
+        """Look an entry up by 64- or 80-hex UUID.
+
+        Raises:
+            BadRequest: malformed UUID; NotFound: no such entry.
+        """
+        u = uuid.lower()
+        if len(u) == 80:
+            if u[:16] != self.identity.tree_id:
+                raise NotFound(f"entry {uuid} belongs to another log (tree id {u[:16]})")
+            u = u[16:]
+        try:
+            leaf = bytes.fromhex(u)
+        except ValueError as e:
+            raise BadRequest(f"entry UUID must be 64 or 80 hex digits, not {uuid!r}") from e
+        if len(leaf) != 32:
+            raise BadRequest(f"entry UUID must be 64 or 80 hex digits, not {uuid!r}")
+        entry = self.storage.entry_by_leaf(leaf)
+        if entry is None:
+            raise NotFound(f"no entry with UUID {uuid} in this log")
+        return entry
+
+    def entry_by_index(self, index: int) -> StoredEntry:
+        """Look an entry up by log index.
+
+        Raises:
+            NotFound: no such index.
+        """
+        entry = self.storage.entry_by_index(index)
+        if entry is None:
+            raise NotFound(f"no entry at log index {index}")
+        return entry
+
+    def entry_answer(
+        self, entry: StoredEntry, cp: StoredCheckpoint | None = None
+    ) -> dict[str, Any]:
+        """The Rekor v1 ``{uuid: LogEntry}`` answer with an inclusion proof and SET."""
+        cp = cp or self.checkpoint()
+        log_id = self.identity.log_id
+        body_b64 = base64.b64encode(entry.body).decode()
+        set_sig = self.identity.sign(
+            set_payload(entry.body, entry.integrated_time, log_id, entry.index)
+        )
+        hashes = self.inclusion_proof(entry.index, cp.size)
+        return {
+            entry.uuid: {
+                "body": body_b64,
+                "integratedTime": entry.integrated_time,
+                "logID": log_id,
+                "logIndex": entry.index,
+                "verification": {
+                    "inclusionProof": {
+                        "logIndex": entry.index,
+                        "rootHash": cp.root_hash.hex(),
+                        "treeSize": cp.size,
+                        "hashes": [h.hex() for h in hashes],
+                        "checkpoint": cp.rekor_note.decode(),
+                    },
+                    "signedEntryTimestamp": base64.b64encode(set_sig).decode(),
+                },
+            }
+        }
+
+
+class Sequencer:
+    """The process's single writer: batches submissions and integrates them.
+
+    Submissions queue up while a batch commits (group commit), so batches
+    grow with load; ``max_batch`` bounds a batch and ``max_wait`` optionally
+    waits for more before committing.
+    """
+
+    def __init__(
+        self, log: TransparencyLog, *, max_batch: int = 1024, max_wait: float = 0.0
+    ) -> None:
+        """Create (not yet start) the sequencer."""
+        self.log = log
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: queue.Queue[tuple[PreparedEntry, Future[Integrated]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self.batches = 0
+
+    def submit(self, entry: PreparedEntry) -> Future[Integrated]:
+        """Queue ``entry``; the future resolves once it is durably integrated."""
+        if self._closed:
+            raise Unavailable("the log is shutting down")
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="aer-sequencer", daemon=True)
+                self._thread.start()
+        fut: Future[Integrated] = Future()
+        self._queue.put((entry, fut))
+        return fut
+
+    def close(self) -> None:
+        """Stop after the queued submissions are integrated."""
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _take_batch(self) -> tuple[list[tuple[PreparedEntry, Future[Integrated]]], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                remaining = deadline - time.monotonic()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._take_batch()
+            if stop:
+                return
+            try:
+                results = self.log.integrate([e for e, _ in batch])
+            except BaseException as e:  # answer every waiter, keep serving
+                for _, fut in batch:
+                    fut.set_exception(Unavailable(f"the log could not integrate the entry: {e}"))
+                continue
+            self.batches += 1
+            for (_, fut), res in zip(batch, results, strict=True):
+                if isinstance(res, Conflict):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)

@@ -1,0 +1,111 @@
+"""The log's identity: its Ed25519 key, origin and derived ids, kept in the data directory.
+
+``DIR/log.key`` (PKCS#8 PEM, mode 0600) and ``DIR/origin`` are created on
+first start and never change afterwards; the same directory is the same log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from log_server.errors import ConfigError
+from verifier.keys import format_public_key, key_id
+from verifier.note import NoteSigner, ed25519_signer, format_vkey, is_valid_name, key_id_hint_signer
+
+
+@dataclass(frozen=True)
+class LogIdentity:
+    """The log's signing key and names."""
+
+    private_key: ed25519.Ed25519PrivateKey
+    origin: str
+
+    @property
+    def public_key(self) -> ed25519.Ed25519PublicKey:
+        """The log's public key."""
+        return self.private_key.public_key()
+
+    @property
+    def log_id(self) -> str:
+        """Hex SHA-256 of the public key's DER SubjectPublicKeyInfo (Rekor's log ID)."""
+        return key_id(self.public_key)
+
+    @property
+    def tree_id(self) -> str:
+        """16 hex digits prefixing 80-hex entry UUIDs (derived from the log ID)."""
+        return self.log_id[:16]
+
+    def public_pem(self) -> bytes:
+        """The public key in PEM."""
+        return format_public_key(self.public_key)
+
+    def vkey(self) -> str:
+        """The C2SP signed-note verifier key ``origin+hash+base64``."""
+        return format_vkey(self.origin, self.public_key)
+
+    def note_signers(self) -> tuple[NoteSigner, NoteSigner]:
+        """(C2SP key-hash signer, Sigstore key-id-hint signer), both named ``origin``."""
+        return (
+            ed25519_signer(self.origin, self.private_key),
+            key_id_hint_signer(self.origin, self.private_key),
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` with the log key (signed entry timestamps)."""
+        return self.private_key.sign(message)
+
+
+def load_or_create(data_dir: Path, origin: str | None, default_origin: str) -> LogIdentity:
+    """Load the log identity from ``data_dir``, creating it on first start.
+
+    Raises:
+        ConfigError: unreadable key, or ``origin`` differs from the stored one.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_path, origin_path = data_dir / "log.key", data_dir / "origin"
+    if key_path.exists():
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (ValueError, TypeError, OSError) as e:
+            raise ConfigError(f"cannot read the log key {key_path}: {e}") from e
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ConfigError(f"{key_path} is not an Ed25519 key")
+    else:
+        key = ed25519.Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = key_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, key_path)
+    if origin_path.exists():
+        stored = origin_path.read_text().strip()
+        if origin is not None and origin != stored:
+            raise ConfigError(
+                f"{data_dir} is the log with origin {stored!r}; it cannot be served as "
+                f"{origin!r} (origins are fixed at first start)"
+            )
+        origin = stored
+    else:
+        origin = origin or default_origin
+        if not is_valid_name(origin):
+            raise ConfigError(f"origin {origin!r} is not a valid signed-note key name")
+        origin_path.write_text(origin + "\n")
+    return LogIdentity(private_key=key, origin=origin)
+
+
+def origin_digest(origin: str) -> str:
+    """A short stable digest of an origin (for file names)."""
+    return hashlib.sha256(origin.encode()).hexdigest()[:16]

@@ -1,0 +1,499 @@
+"""Log storage behind a narrow interface, with the SQLite implementation.
+
+The tree reads hashes through :meth:`Storage.read_hashes` (sumdb's
+``HashReader``), and every write happens inside :meth:`Storage.write`, one
+transaction holding the new leaves, their stored hashes, index terms and the
+new checkpoint. Routes never see SQL; a PostgreSQL backend implements the
+same :class:`Storage` protocol.
+
+SQLite specifics: WAL journal, ``synchronous=FULL`` by default (an
+acknowledged entry survives a crash of the process or the machine), a
+connection per thread, numbered migrations (``m001_initial``, ...), and
+tables created with sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlite_utils
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One logged entry."""
+
+    index: int
+    leaf_hash: bytes
+    kind: str
+    body: bytes
+    integrated_time: int
+    envelope: bytes | None
+
+    @property
+    def uuid(self) -> str:
+        """The entry UUID (hex leaf hash)."""
+        return self.leaf_hash.hex()
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """The latest signed checkpoint."""
+
+    size: int
+    root_hash: bytes
+    note: bytes
+    rekor_note: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to append, with its index terms and optional record row."""
+
+    leaf_hash: bytes
+    kind: str
+    body: bytes
+    envelope: bytes | None
+    terms: Sequence[str]
+    record: dict[str, Any] | None
+
+
+class WriteBatch(Protocol):
+    """The operations available inside one write transaction."""
+
+    tree_size: int
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        """Read stored hashes (sees this transaction's writes)."""
+        ...
+
+    def existing(self, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
+        """Return the log index of each leaf hash already in the log."""
+        ...
+
+    def append(
+        self,
+        entries: Sequence[NewEntry],
+        integrated_time: int,
+        hashes_start: int,
+        hashes: Sequence[bytes],
+    ) -> None:
+        """Append entries at ``tree_size`` and stored hashes at ``hashes_start``."""
+        ...
+
+    def set_checkpoint(self, cp: StoredCheckpoint) -> None:
+        """Make ``cp`` the latest checkpoint."""
+        ...
+
+
+class Storage(Protocol):
+    """What the log needs from a storage backend."""
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        """Return the stored hashes at ``indexes``, in that order."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """Return the latest checkpoint, or None for a log never written."""
+        ...
+
+    def entry_by_index(self, index: int) -> StoredEntry | None:
+        """Return the entry at ``index``."""
+        ...
+
+    def entry_by_leaf(self, leaf_hash: bytes) -> StoredEntry | None:
+        """Return the entry whose leaf hash is ``leaf_hash``."""
+        ...
+
+    def leaf_bodies(self, start: int, count: int) -> list[bytes]:
+        """Return the bodies of entries ``start .. start+count-1``."""
+        ...
+
+    def find_terms(self, terms: Sequence[str], match_all: bool) -> list[int]:
+        """Return entry indexes having all (or any) of ``terms``, ascending."""
+        ...
+
+    def search_records(
+        self,
+        where: dict[str, Any],
+        terms: Sequence[str],
+        after: int,
+        limit: int,
+        since: int | None,
+        until: int | None,
+    ) -> list[dict[str, Any]]:
+        """Return record rows matching the filters, ascending by log index."""
+        ...
+
+    def record(self, index: int) -> dict[str, Any] | None:
+        """Return the record row of entry ``index``."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """Return a metadata value."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value."""
+        ...
+
+    def write(self) -> Any:
+        """Open a write transaction: a context manager yielding a :class:`WriteBatch`."""
+        ...
+
+
+# -- SQLite ------------------------------------------------------------------
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Create the initial schema."""
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True, strict=True)
+    db.table("entries").create(
+        {
+            "idx": int,
+            "leaf": bytes,
+            "kind": str,
+            "body": bytes,
+            "integrated_time": int,
+            "envelope": bytes,
+        },
+        pk="idx",
+        not_null={"leaf", "kind", "body", "integrated_time"},
+        if_not_exists=True,
+        strict=True,
+    )
+    db.table("entries").create_index(["leaf"], unique=True, if_not_exists=True)
+    db.table("hashes").create(
+        {"id": int, "hash": bytes}, pk="id", not_null={"hash"}, if_not_exists=True, strict=True
+    )
+    db.table("checkpoint").create(
+        {
+            "id": int,
+            "size": int,
+            "root": bytes,
+            "note": bytes,
+            "rekor_note": bytes,
+            "created_at": float,
+        },
+        pk="id",
+        if_not_exists=True,
+        strict=True,
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS terms (term TEXT NOT NULL, idx INTEGER NOT NULL, "
+        "PRIMARY KEY (term, idx)) WITHOUT ROWID, STRICT"
+    )
+    db.table("records").create(
+        {
+            "idx": int,
+            "uuid": str,
+            "predicate_type": str,
+            "run_id": str,
+            "sponsor": str,
+            "sponsor_issuer": str,
+            "agent": str,
+            "agent_version": str,
+            "repository": str,
+            "started_at": str,
+            "finished_at": str,
+            "integrated_time": int,
+            "decision": str,
+            "summary": str,
+        },
+        pk="idx",
+        if_not_exists=True,
+        strict=True,
+    )
+    for cols in (["sponsor"], ["agent"], ["repository"], ["integrated_time"], ["run_id"]):
+        db.table("records").create_index(cols, if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the numbered migrations not yet applied; return their names."""
+    db.table("_migrations").create(
+        {"name": str, "applied_at": float}, pk="name", if_not_exists=True, strict=True
+    )
+    done = {r["name"] for r in db.table("_migrations").rows}
+    applied = []
+    for m in MIGRATIONS:
+        if m.__name__ in done:
+            continue
+        with db.atomic():
+            m(db)
+            db.table("_migrations").insert({"name": m.__name__, "applied_at": time.time()})
+        applied.append(m.__name__)
+    return applied
+
+
+class _SQLiteBatch:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        row = db.execute("SELECT size FROM checkpoint WHERE id = 1").fetchone()
+        self.tree_size: int = row[0] if row else 0
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        return _read_hashes(self.db.conn, indexes)
+
+    def existing(self, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
+        found: dict[bytes, int] = {}
+        for chunk in _chunks(list(leaf_hashes), 500):
+            q = f"SELECT leaf, idx FROM entries WHERE leaf IN ({_marks(len(chunk))})"  # noqa: S608
+            found.update({bytes(r[0]): r[1] for r in self.db.execute(q, chunk)})
+        return found
+
+    def append(
+        self,
+        entries: Sequence[NewEntry],
+        integrated_time: int,
+        hashes_start: int,
+        hashes: Sequence[bytes],
+    ) -> None:
+        conn = self.db.conn
+        start = self.tree_size
+        conn.executemany(
+            "INSERT INTO entries (idx, leaf, kind, body, integrated_time, envelope) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (start + i, e.leaf_hash, e.kind, e.body, integrated_time, e.envelope)
+                for i, e in enumerate(entries)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO hashes (id, hash) VALUES (?, ?)",
+            [(hashes_start + i, h) for i, h in enumerate(hashes)],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO terms (term, idx) VALUES (?, ?)",
+            [(t, start + i) for i, e in enumerate(entries) for t in e.terms],
+        )
+        records = [
+            {**e.record, "idx": start + i, "integrated_time": integrated_time}
+            for i, e in enumerate(entries)
+            if e.record is not None
+        ]
+        if records:
+            cols = RECORD_COLUMNS
+            conn.executemany(
+                f"INSERT INTO records ({', '.join(cols)}) VALUES ({_marks(len(cols))})",  # noqa: S608
+                [tuple(r.get(c) for c in cols) for r in records],
+            )
+        self.tree_size = start + len(entries)
+
+    def set_checkpoint(self, cp: StoredCheckpoint) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO checkpoint (id, size, root, note, rekor_note, created_at) "
+            "VALUES (1, ?, ?, ?, ?, ?)",
+            (cp.size, cp.root_hash, cp.note, cp.rekor_note, cp.created_at),
+        )
+
+
+RECORD_COLUMNS = (
+    "idx",
+    "uuid",
+    "predicate_type",
+    "run_id",
+    "sponsor",
+    "sponsor_issuer",
+    "agent",
+    "agent_version",
+    "repository",
+    "started_at",
+    "finished_at",
+    "integrated_time",
+    "decision",
+    "summary",
+)
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _read_hashes(conn: sqlite3.Connection, indexes: Sequence[int]) -> list[bytes]:
+    if not indexes:
+        return []
+    found: dict[int, bytes] = {}
+    for chunk in _chunks(list(set(indexes)), 500):
+        q = f"SELECT id, hash FROM hashes WHERE id IN ({_marks(len(chunk))})"  # noqa: S608
+        found.update({r[0]: bytes(r[1]) for r in conn.execute(q, chunk)})
+    try:
+        return [found[i] for i in indexes]
+    except KeyError as e:
+        raise LookupError(f"stored hash {e} is missing from the database") from e
+
+
+class SQLiteStorage:
+    """:class:`Storage` on one SQLite file, safe for threads and processes."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        """Open (creating and migrating) the database at ``path``."""
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._local = threading.local()
+        db = self._db()
+        with db.ensure_autocommit_on():
+            db.execute("PRAGMA journal_mode=WAL")
+        migrate(db)
+
+    def _db(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA foreign_keys=ON")
+            db = sqlite_utils.Database(conn, execute_plugins=False)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        """Return stored hashes in the order of ``indexes``."""
+        return _read_hashes(self._db().conn, indexes)
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """Return the latest checkpoint, or None."""
+        row = (
+            self._db()
+            .execute("SELECT size, root, note, rekor_note, created_at FROM checkpoint WHERE id = 1")
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return StoredCheckpoint(row[0], bytes(row[1]), bytes(row[2]), bytes(row[3]), row[4])
+
+    def _entry(self, where: str, arg: object) -> StoredEntry | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT idx, leaf, kind, body, integrated_time, envelope FROM entries WHERE "  # noqa: S608
+                + where,
+                (arg,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return StoredEntry(
+            row[0],
+            bytes(row[1]),
+            row[2],
+            bytes(row[3]),
+            row[4],
+            bytes(row[5]) if row[5] is not None else None,
+        )
+
+    def entry_by_index(self, index: int) -> StoredEntry | None:
+        """Return the entry at ``index``."""
+        return self._entry("idx = ?", index)
+
+    def entry_by_leaf(self, leaf_hash: bytes) -> StoredEntry | None:
+        """Return the entry with leaf hash ``leaf_hash``."""
+        return self._entry("leaf = ?", leaf_hash)
+
+    def leaf_bodies(self, start: int, count: int) -> list[bytes]:
+        """Return entry bodies ``start .. start+count-1``."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, start + count),
+            )
+            .fetchall()
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def find_terms(self, terms: Sequence[str], match_all: bool) -> list[int]:
+        """Return entry indexes having all (or any) of ``terms``."""
+        if not terms:
+            return []
+        sets = [
+            {r[0] for r in self._db().execute("SELECT idx FROM terms WHERE term = ?", (t,))}
+            for t in terms
+        ]
+        result = set.intersection(*sets) if match_all else set.union(*sets)
+        return sorted(result)
+
+    def search_records(
+        self,
+        where: dict[str, Any],
+        terms: Sequence[str],
+        after: int,
+        limit: int,
+        since: int | None,
+        until: int | None,
+    ) -> list[dict[str, Any]]:
+        """Return record rows matching every filter, ascending by index."""
+        clauses: list[str] = ["idx > ?"]
+        args: list[Any] = [after]
+        for col, value in where.items():
+            clauses.append(f"{col} = ?")
+            args.append(value)
+        for t in terms:
+            clauses.append("idx IN (SELECT idx FROM terms WHERE term = ?)")
+            args.append(t)
+        if since is not None:
+            clauses.append("integrated_time >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("integrated_time < ?")
+            args.append(until)
+        q = "SELECT * FROM records WHERE " + " AND ".join(clauses) + " ORDER BY idx LIMIT ?"  # noqa: S608
+        args.append(limit)
+        cur = self._db().execute(q, args)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def record(self, index: int) -> dict[str, Any] | None:
+        """Return the record row of entry ``index``."""
+        cur = self._db().execute("SELECT * FROM records WHERE idx = ?", (index,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def get_meta(self, key: str) -> str | None:
+        """Return a metadata value."""
+        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value."""
+        db = self._db()
+        with db.atomic():
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @contextmanager
+    def write(self) -> Iterator[_SQLiteBatch]:
+        """One write transaction; commits (durably) when the block ends."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SQLiteBatch(db)
+        except BaseException:
+            db.rollback()
+            raise
+        db.execute("COMMIT")
