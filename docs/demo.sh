@@ -5,7 +5,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 export PATH="$HERE/.venv/bin:$PATH"
 WORK="$(mktemp -d -t aer-demo.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
+LOG_PID=""
+cleanup() { if [ -n "$LOG_PID" ]; then kill "$LOG_PID" 2>/dev/null || true; wait "$LOG_PID" 2>/dev/null || true; fi; rm -rf "$WORK"; }
+trap cleanup EXIT
+export XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/share"
+PORT="${AER_DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+LOG="http://127.0.0.1:$PORT"
 export GIT_AUTHOR_NAME="Dev" GIT_AUTHOR_EMAIL="dev@example.com"
 export GIT_COMMITTER_NAME="Dev" GIT_COMMITTER_EMAIL="dev@example.com"
 
@@ -64,11 +69,33 @@ print(f"   sponsor   {p['sponsor']['identity']}   task text stored as digest onl
 print(f"   toolCalls {[c['name'] for c in p['toolCalls']]}   policy {[e['decision'] for e in p['policyEvaluations']]}")
 PY
 
-step "Sign it: DSSE envelope in a Sigstore bundle v0.3"
-show aer sign --key "$WORK/alice.key" --out "$WORK/bundle.json" "$WORK/statement.json"
+step "Start the transparency log (embedded default: SQLite, loopback)"
+quote aer log serve --data "$WORK/log-data" --port "$PORT"
+aer log serve --data "$WORK/log-data" --port "$PORT" 2> "$WORK/log.err" &
+LOG_PID=$!
+healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)' "$LOG" 2>/dev/null; }
+for _ in $(seq 150); do healthy && break; sleep 0.1; done
+healthy || { cat "$WORK/log.err"; exit 1; }
+sed 's/^/   /' "$WORK/log.err"
 
-step "Verify offline, recomputing the commit subjects from the repository"
-show aer verify --bundle "$WORK/bundle.json" --key "$WORK/alice.pub" --repo . --commit HEAD
+step "Sign it (DSSE in a Sigstore bundle v0.3) and log it: the bundle gets the log entry"
+show aer sign --key "$WORK/alice.key" --out "$WORK/bundle.json" --log "$LOG" "$WORK/statement.json"
+
+step "Verify: signature, schema, commits recomputed from the repository, inclusion proof, checkpoint"
+show aer verify --bundle "$WORK/bundle.json" --key "$WORK/alice.pub" --repo . --commit HEAD --log-key "$LOG"
+
+step "Auditors search the log's records: who sponsored what, which agent, which commits"
+quote curl -s "$LOG/api/v1/records?sponsor=alice@example.com"
+python3 - "$LOG" <<'PY'
+import json, sys, urllib.request
+page = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/records?sponsor=alice@example.com"))
+for r in page["records"]:
+    commits = [c[:12] for c in r["commits"]]
+    print(f"   #{r['logIndex']} sponsor {r['sponsor']} -> agent {r['agent']} {r['agentVersion']}: "
+          f"{r['task']!r} commits={commits} models={r['models']} policy={r['policyDecision']}")
+PY
+echo "   C2SP checkpoint ($LOG/api/v2/checkpoint):"
+python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/api/v2/checkpoint").read().decode())' "$LOG" | sed 's/^/     /'
 
 step "Tamper with the record: claim another sponsor"
 python3 - "$WORK/bundle.json" "$WORK/tampered.json" <<'PY'
@@ -78,10 +105,24 @@ payload = base64.b64decode(b["dsseEnvelope"]["payload"]).replace(b"alice@example
 b["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
 json.dump(b, open(sys.argv[2], "w"))
 PY
-expect_fail 4 aer verify --bundle "$WORK/tampered.json" --key "$WORK/alice.pub"
+expect_fail 4 aer verify --bundle "$WORK/tampered.json" --key "$WORK/alice.pub" --log-key "$LOG"
+
+step "Tamper with the log entry: claim it was logged at another time"
+python3 - "$WORK/bundle.json" "$WORK/backdated.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+e = b["verificationMaterial"]["tlogEntries"][0]
+e["integratedTime"] = str(int(e["integratedTime"]) - 86400)
+json.dump(b, open(sys.argv[2], "w"))
+PY
+expect_fail 7 aer verify --bundle "$WORK/backdated.json" --key "$WORK/alice.pub" --log-key "$LOG"
 
 step "Tamper with the repository: a human rewrites the agent's commit"
 git commit -q --amend -m "Fix add() (rewritten)"
 expect_fail 6 aer verify --bundle "$WORK/bundle.json" --key "$WORK/alice.pub" --repo .
 
-step "Done: the record proved who, for whom, what and how; tampering was caught."
+step "Stop the log"
+kill "$LOG_PID"; wait "$LOG_PID" 2>/dev/null || true; LOG_PID=""
+echo "   stopped"
+
+step "Done: the record proved who, for whom, what and how, and when it was logged; tampering was caught."

@@ -83,5 +83,5 @@ class NoteError(InputError):
     """A C2SP signed note or checkpoint is malformed (strict parser)."""
 
 
-class ProofFormatError(InputError):
+class ProofFormatError(LogProofError):
     """A Merkle proof has the wrong shape (length, hash size) for its tree."""
