@@ -52,7 +52,7 @@ def _ts(ev: dict[str, Any], key: str) -> str | None:
     v = ev.get(key)
     if v is None:
         return None
-    if not isinstance(v, str) or not _TS.match(v):
+    if not isinstance(v, str) or not _TS.fullmatch(v):
         raise ValueError(f"{key} must be an RFC 3339 UTC timestamp like 2026-01-31T12:00:00Z")
     return v
 
@@ -64,7 +64,7 @@ def _digest(ev: dict[str, Any], key: str) -> dict[str, str] | None:
     if (
         not isinstance(v, dict)
         or not isinstance(v.get("sha256"), str)
-        or not re.match(r"^[0-9a-f]{64}$", v["sha256"])
+        or not re.fullmatch(r"[0-9a-f]{64}", v["sha256"])
     ):
         raise ValueError(f"{key} must be a DigestSet with a sha256 hex digest")
     return {str(k): str(x) for k, x in v.items()}

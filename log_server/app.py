@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -133,15 +134,23 @@ def _json_body() -> Any:
         raise BadRequest(f"request body is not valid JSON: {e}") from e
 
 
+_UINT = re.compile(r"^(0|[1-9][0-9]{0,18})$")
+_MAX_INT = 2**63 - 1
+
+
+def _parse_uint(raw: str, what: str) -> int:
+    if not _UINT.fullmatch(raw) or int(raw) > _MAX_INT:
+        raise BadRequest(f"{what} must be a non-negative integer below 2^63, not {raw!r}")
+    return int(raw)
+
+
 def _int_arg(name: str, default: int | None = None, minimum: int = 0) -> int:
     raw = request.args.get(name)
     if raw is None:
         if default is None:
             raise BadRequest(f"query parameter {name} is required")
         return default
-    if not raw.isdigit() or (len(raw) > 1 and raw[0] == "0"):
-        raise BadRequest(f"query parameter {name} must be a non-negative integer, not {raw!r}")
-    value = int(raw)
+    value = _parse_uint(raw, f"query parameter {name}")
     if value < minimum:
         raise BadRequest(f"query parameter {name} must be at least {minimum}")
     return value
@@ -192,12 +201,16 @@ def get_entry_by_index() -> Response:
 
 
 @rekor.post("/log/entries/retrieve")
+@rekor.post("/log/entries/retrieve/")
 def retrieve_entries() -> Response:
     """Entries by ``entryUUIDs``, ``logIndexes`` or proposed ``entries``."""
     log = _svc().log
     body = _json_body()
     if not isinstance(body, dict):
         raise BadRequest("send {entryUUIDs: [...]}, {logIndexes: [...]} or {entries: [...]}")
+    for field in ("entryUUIDs", "logIndexes", "entries"):
+        if body.get(field) is not None and not isinstance(body[field], list):
+            raise BadRequest(f"{field} must be a list")
     found: list[StoredEntry] = []
     cp = log.checkpoint()
     for uuid in body.get("entryUUIDs") or []:
@@ -218,7 +231,8 @@ def retrieve_entries() -> Response:
         e = log.storage.entry_by_leaf(prepared.leaf_hash)
         if e is not None:
             found.append(e)
-    return jsonify([log.entry_answer(e, cp) for e in found])
+    unique = {e.index: e for e in found}  # request order, each entry once
+    return jsonify([log.entry_answer(e, cp) for e in unique.values()])
 
 
 @rekor.get("/log")
@@ -344,8 +358,8 @@ def _time_arg(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if raw.isdigit():
-        return int(raw)
+    if raw[:1].isdigit() and "-" not in raw:
+        return _parse_uint(raw, name)
     try:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as e:
@@ -410,16 +424,15 @@ def list_records() -> Response:
         d = request.args["decision"]
         if d not in ("allow", "deny", "warn", "none"):
             raise BadRequest("decision must be allow, deny, warn or none")
-        if d == "none":
-            where["decision"] = "none"
-        else:
-            terms.append("decision:" + d)
+        where["decision"] = d  # the record's overall outcome: its most severe decision
     cursor = request.args.get("cursor")
     after = -1
     if cursor is not None:
         try:
-            after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-        except (ValueError, UnicodeDecodeError) as e:
+            after = _parse_uint(
+                base64.urlsafe_b64decode(cursor.encode() + b"==").decode(), "cursor"
+            )
+        except (ValueError, UnicodeDecodeError, BadRequest) as e:
             raise BadRequest("cursor is not one this server handed out") from e
     limit = _int_arg("limit", 100, minimum=1)
     limit = min(limit, svc.config["MAX_PAGE"])

@@ -123,7 +123,10 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
     env_text = proposed.get("envelope")
     if not isinstance(env_text, str) or not env_text:
         raise BadRequest("proposedContent.envelope must be the envelope as a JSON string")
-    envelope_json = env_text.encode()
+    try:
+        envelope_json = env_text.encode()
+    except UnicodeEncodeError as e:
+        raise BadRequest("proposedContent.envelope is not valid Unicode") from e
     try:
         env_obj = loads_strict(envelope_json)
         envelope: Envelope = parse_envelope(env_obj)
@@ -138,7 +141,7 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
         _load_verifier(_b64(v, f"verifier {i}"), f"verifier {i}") for i, v in enumerate(verifiers)
     ]
     message = pae(envelope.payload_type, envelope.payload)
-    pairs: list[tuple[str, bytes]] = []
+    pairs: dict[str, bytes] = {}
     keys: list[str] = []
     for i, sig in enumerate(envelope.signatures):
         match = next((v for v in loaded if _verify_raw(v[1], sig.sig, message)), None)
@@ -146,10 +149,11 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
             raise Unprocessable(
                 f"envelope signature {i} does not verify with any of the submitted verifiers"
             )
-        pairs.append((base64.b64encode(sig.sig).decode(), match[0]))
+        # Rekor keeps each signature string as sent, once.
+        pairs[env_obj["signatures"][i]["sig"]] = match[0]
         keys.append(_key_fingerprint(match[0]))
         keys += [ident.lower() for ident in match[2]]
-    body = format_dsse_body(envelope_json, envelope.payload, pairs)
+    body = format_dsse_body(envelope_json, envelope.payload, list(pairs.items()))
     if len(body) > MAX_BODY_SIZE:
         raise PayloadTooLarge(f"entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE}")
     index = {
@@ -169,7 +173,7 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
                 digest = s.get("digest") if isinstance(s, dict) else None
                 if isinstance(digest, dict):
                     for alg, value in digest.items():
-                        if isinstance(value, str) and _HEX.match(value.lower()):
+                        if isinstance(value, str) and _HEX.fullmatch(value.lower()):
                             index.add(f"{alg}:{value}".lower())
     return PreparedEntry(
         kind="dsse",
@@ -196,7 +200,7 @@ def prepare_hashedrekord(spec: dict[str, Any]) -> PreparedEntry:
         raise BadRequest(f"hashedrekord spec is missing {e}") from e
     if algorithm != "sha256":
         raise BadRequest("hashedrekord: only sha256 digests are accepted")
-    if not isinstance(value, str) or not re.match(r"^[0-9a-f]{64}$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise BadRequest("hashedrekord: data.hash.value must be 64 lowercase hex digits")
     sig = _b64(sig_b64, "signature.content")
     canon, key, identities = _load_verifier(_b64(key_b64, "publicKey.content"), "publicKey")
@@ -213,6 +217,8 @@ def prepare_hashedrekord(spec: dict[str, Any]) -> PreparedEntry:
     except InvalidSignature as e:
         raise Unprocessable("hashedrekord signature does not verify over the digest") from e
     body = format_hashedrekord_body(value, base64.b64encode(sig).decode(), canon)
+    if len(body) > MAX_BODY_SIZE:
+        raise PayloadTooLarge(f"entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE}")
     return PreparedEntry(
         kind="hashedrekord",
         body=body,

@@ -29,8 +29,9 @@ from log_server.records import extract_record
 from log_server.storage import NewEntry, Storage, StoredCheckpoint, StoredEntry, WriteBatch
 from verifier import merkle
 from verifier.checkpoint import Checkpoint, format_checkpoint
+from verifier.errors import AerError
 from verifier.note import sign_note
-from verifier.rekor import set_payload
+from verifier.rekor import parse_uuid, set_payload
 
 
 @dataclass(frozen=True)
@@ -179,17 +180,13 @@ class TransparencyLog:
         Raises:
             BadRequest: malformed UUID; NotFound: no such entry.
         """
-        u = uuid.lower()
-        if len(u) == 80:
-            if u[:16] != self.identity.tree_id:
-                raise NotFound(f"entry {uuid} belongs to another log (tree id {u[:16]})")
-            u = u[16:]
         try:
-            leaf = bytes.fromhex(u)
-        except ValueError as e:
-            raise BadRequest(f"entry UUID must be 64 or 80 hex digits, not {uuid!r}") from e
-        if len(leaf) != 32:
-            raise BadRequest(f"entry UUID must be 64 or 80 hex digits, not {uuid!r}")
+            tree_id, leaf_hex = parse_uuid(uuid)
+        except AerError as e:
+            raise BadRequest(str(e)) from e
+        if tree_id is not None and tree_id != self.identity.tree_id:
+            raise NotFound(f"entry {uuid} belongs to another log (tree id {tree_id})")
+        leaf = bytes.fromhex(leaf_hex)
         entry = self.storage.entry_by_leaf(leaf)
         if entry is None:
             raise NotFound(f"no entry with UUID {uuid} in this log")

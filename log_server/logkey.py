@@ -38,8 +38,11 @@ class LogIdentity:
 
     @property
     def tree_id(self) -> str:
-        """16 hex digits prefixing 80-hex entry UUIDs (derived from the log ID)."""
-        return self.log_id[:16]
+        """16 hex digits prefixing 80-hex entry UUIDs: the log ID's first 8 bytes, top bit cleared.
+
+        Rekor treats tree ids as int64, so the top bit must be zero.
+        """
+        return f"{int(self.log_id[:16], 16) & 0x7FFF_FFFF_FFFF_FFFF:016x}"
 
     def public_pem(self) -> bytes:
         """The public key in PEM."""

@@ -15,16 +15,27 @@ import predicates
 DECISION_ORDER = ("deny", "warn", "allow")
 
 
+def _str(value: Any, limit: int = 2048) -> str | None:
+    """A string column value, or None for anything that is not a non-empty string."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _identity(ident: Any) -> str | None:
-    if not isinstance(ident, dict):
-        return None
-    value = ident.get("email") or ident.get("subject")
-    return str(value) if value else None
+    ident = _dict(ident)
+    return _str(ident.get("email")) or _str(ident.get("subject"))
 
 
 def summarize_decision(evaluations: Any) -> str:
     """Return the most severe decision among the evaluations ('none' if none)."""
-    decisions = {e.get("decision") for e in evaluations or [] if isinstance(e, dict)}
+    decisions = {e.get("decision") for e in _list(evaluations) if isinstance(e, dict)}
     for d in DECISION_ORDER:
         if d in decisions:
             return d
@@ -36,59 +47,53 @@ def extract_record(
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Return the record row and search terms for a logged statement.
 
-    Non-AER statements get no row but still get their subject terms.
+    Never raises: the statement was signed and verified, but its predicate is
+    not schema-checked by the log, so every field is read defensively (a
+    malformed AER predicate is logged and indexed as far as it is readable).
+    Non-AER statements get no row but still get their commit terms.
     """
     if statement is None:
         return None, []
     terms: list[str] = []
-    for s in statement.get("subject") or []:
-        if isinstance(s, dict):
-            name = s.get("name")
-            if isinstance(name, str) and name.startswith("git:commit:"):
-                terms.append("commit:" + name[len("git:commit:") :].lower())
+    for s in _list(statement.get("subject")):
+        name = _str(_dict(s).get("name"))
+        if name and name.startswith("git:commit:"):
+            terms.append("commit:" + name[len("git:commit:") :].lower())
     ptype = statement.get("predicateType")
     predicate = statement.get("predicate")
     if ptype not in predicates.known_predicate_types() or not isinstance(predicate, dict):
-        return None, terms
-    sponsor = predicate.get("sponsor") or {}
-    agent = predicate.get("agent") or {}
-    outputs = predicate.get("outputs") or {}
-    bounds = predicate.get("bounds") or {}
-    ident = sponsor.get("identity") if isinstance(sponsor, dict) else None
+        return None, sorted(set(terms))
+    agent = _dict(predicate.get("agent"))
+    outputs = _dict(predicate.get("outputs"))
+    bounds = _dict(predicate.get("bounds"))
+    ident = _dict(_dict(predicate.get("sponsor")).get("identity"))
     models = [
         f"{m.get('provider')}/{m.get('id')}"
-        for m in agent.get("models") or []
-        if isinstance(m, dict)
+        for m in _list(agent.get("models"))
+        if isinstance(m, dict) and _str(m.get("provider")) and _str(m.get("id"))
     ]
-    evaluations = predicate.get("policyEvaluations") or []
-    decision = summarize_decision(evaluations)
-    for m in models:
-        terms.append("model:" + m)
-    for e in evaluations:
-        if isinstance(e, dict) and e.get("decision"):
-            terms.append("decision:" + str(e["decision"]))
-    for c in outputs.get("commits") or []:
-        terms.append("commit:" + str(c).lower())
-    repo = outputs.get("repository") or {}
+    terms += ["model:" + m for m in models]
+    commits = [c.lower() for c in _list(outputs.get("commits")) if _str(c)]
+    terms += ["commit:" + c for c in commits]
     row = {
         "uuid": uuid,
         "predicate_type": ptype,
-        "run_id": predicate.get("runId"),
+        "run_id": _str(predicate.get("runId")),
         "sponsor": _identity(ident),
-        "sponsor_issuer": ident.get("issuer") if isinstance(ident, dict) else None,
-        "agent": agent.get("name"),
-        "agent_version": agent.get("version"),
-        "repository": repo.get("uri") if isinstance(repo, dict) else None,
-        "started_at": bounds.get("startedAt"),
-        "finished_at": bounds.get("finishedAt"),
-        "decision": decision,
+        "sponsor_issuer": _str(ident.get("issuer")),
+        "agent": _str(agent.get("name")),
+        "agent_version": _str(agent.get("version")),
+        "repository": _str(_dict(outputs.get("repository")).get("uri")),
+        "started_at": _str(bounds.get("startedAt")),
+        "finished_at": _str(bounds.get("finishedAt")),
+        "decision": summarize_decision(predicate.get("policyEvaluations")),
         "summary": json.dumps(
             {
-                "task": (predicate.get("task") or {}).get("title"),
+                "task": _str(_dict(predicate.get("task")).get("title")),
                 "models": models,
-                "commits": outputs.get("commits") or [],
-                "baseCommit": outputs.get("baseCommit"),
-                "mergeRequest": outputs.get("mergeRequest"),
+                "commits": commits,
+                "baseCommit": _str(outputs.get("baseCommit")),
+                "mergeRequest": _str(outputs.get("mergeRequest")),
             }
         ),
     }

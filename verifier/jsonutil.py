@@ -33,11 +33,11 @@ def loads_strict(data: bytes | str) -> Any:
     else:
         text = data
     try:
-        return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-        )
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON: {e}") from e
+    except RecursionError as e:
+        raise ValueError("malformed JSON: nested too deeply") from e
 
 
 def dumps_canonical(obj: Any) -> bytes:

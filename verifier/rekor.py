@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -29,7 +30,7 @@ from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from verifier.dsse import Envelope, decode_b64
 from verifier.errors import InputError, LogProofError, SignatureError
 from verifier.jsonutil import dumps_canonical, loads_strict
-from verifier.keys import PublicKey, key_id, load_public_key, verify_signature
+from verifier.keys import PublicKey, key_id, verify_signature
 from verifier.note import key_id_hint_verifier
 
 API_VERSION = "0.0.1"
@@ -49,26 +50,13 @@ def canonical_pem(material: bytes) -> bytes:
         except ValueError as e:
             raise InputError(f"verifier is not a valid PEM certificate: {e}") from e
         return cert.public_bytes(serialization.Encoding.PEM)
-    key = load_public_key(material)
+    try:
+        key = serialization.load_pem_public_key(material)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise InputError(f"verifier is not a PEM public key or certificate: {e}") from e
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def public_key_of(pem: bytes) -> PublicKey:
-    """Return the public key in a canonical PEM public key or certificate.
-
-    Raises:
-        InputError: unsupported key type.
-    """
-    if b"-----BEGIN CERTIFICATE-----" in pem:
-        key = x509.load_pem_x509_certificate(pem).public_key()
-        return load_public_key(
-            key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-    return load_public_key(pem)
 
 
 def format_dsse_body(
@@ -134,7 +122,7 @@ def parse_uuid(uuid: str) -> tuple[str | None, str]:
     Raises:
         InputError: not 64 or 80 lowercase hex digits.
     """
-    m = _UUID.match(uuid.lower())
+    m = _UUID.fullmatch(uuid.lower())
     if not m:
         raise InputError(f"entry UUID must be 64 or 80 hex digits, not {uuid!r}")
     return m.group(1), m.group(2)

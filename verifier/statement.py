@@ -70,9 +70,7 @@ def parse_statement(data: bytes) -> Statement:
     if not isinstance(obj, dict):
         raise SchemaError("payload is not an in-toto Statement: not a JSON object")
     if obj.get("_type") != STATEMENT_TYPE:
-        raise SchemaError(
-            f"payload is not an in-toto Statement v1: _type is {obj.get('_type')!r}"
-        )
+        raise SchemaError(f"payload is not an in-toto Statement v1: _type is {obj.get('_type')!r}")
     try:
         pb = json_format.Parse(json.dumps(obj), statement_pb2.Statement())
         _PbStatement.copy_from_pb(pb).validate()
@@ -84,9 +82,7 @@ def parse_statement(data: bytes) -> Statement:
     subjects = []
     for i, s in enumerate(obj["subject"]):
         digest = s.get("digest")
-        if not isinstance(digest, dict) or not all(
-            isinstance(v, str) for v in digest.values()
-        ):
+        if not isinstance(digest, dict) or not all(isinstance(v, str) for v in digest.values()):
             raise SchemaError(f"invalid in-toto Statement: subject {i} has a bad digest")
         subjects.append(Subject(name=str(s.get("name", "")), digest=dict(digest)))
     return Statement(

@@ -66,7 +66,7 @@ def read_commit_object(repo: Path, commit: str) -> bytes:
         InputError: ``repo`` is not a git repository.
         SubjectMismatchError: the commit does not exist there.
     """
-    if not _OID.match(commit):
+    if not _OID.fullmatch(commit):
         raise SubjectMismatchError(f"{commit!r} is not a full git commit id")
     proc = _git(repo, "cat-file", "commit", commit)
     if proc.returncode != 0:
@@ -122,7 +122,7 @@ def check_subject_rule(statement: Statement) -> None:
             f"subjects {names} do not follow the AER subject rule (expected {expected})"
         )
     for s in statement.subjects:
-        if set(s.digest) != {"sha256"} or not re.match(r"^[0-9a-f]{64}$", s.digest["sha256"]):
+        if set(s.digest) != {"sha256"} or not re.fullmatch(r"[0-9a-f]{64}", s.digest["sha256"]):
             raise SchemaError(f"subject {s.name} must carry exactly one sha256 digest")
         if s.name.startswith(RUN_PREFIX) and s != run_subject(s.name[len(RUN_PREFIX) :]):
             raise SchemaError(f"subject {s.name} has the wrong digest")

@@ -1,0 +1,349 @@
+"""Tests for log_server.storage and log_server.log: SQLite storage, integration, sequencing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from log_server.entries import PreparedEntry, prepare_entry
+from log_server.errors import Conflict, Unavailable
+from log_server.log import Integrated, Sequencer, TransparencyLog
+from log_server.logkey import load_or_create
+from log_server.storage import SQLiteStorage, migrate
+from tests.log_server.helpers import (
+    ORIGIN,
+    aer_statement,
+    commit_id,
+    dsse_proposal,
+    hashedrekord_proposal,
+    new_key,
+    ref_consistency,
+    ref_inclusion,
+    ref_root,
+    statement,
+)
+from verifier import merkle
+from verifier.checkpoint import open_checkpoint
+from verifier.note import parse_vkey
+
+
+def _open(data_dir: Path) -> TransparencyLog:
+    """Open (creating) a log on ``data_dir`` as the app does, without Flask."""
+    identity = load_or_create(data_dir, None, ORIGIN)
+    storage = SQLiteStorage(data_dir / "log.db")
+    log = TransparencyLog(storage, identity, lock_path=data_dir / "writer.lock")
+    log.ensure_checkpoint()
+    return log
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[TransparencyLog]:
+    lg = _open(tmp_path / "data")
+    yield lg
+    lg.storage.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[PreparedEntry]:
+    """400 distinct prepared hashedrekord entries (one key, different artifacts)."""
+    key = new_key()
+    return [prepare_entry(hashedrekord_proposal(f"artifact-{i}".encode(), key)) for i in range(400)]
+
+
+def _indexes(results: list[Integrated | Conflict]) -> list[int | None]:
+    return [r.index if isinstance(r, Integrated) else None for r in results]
+
+
+def _leaves(log: TransparencyLog) -> list[bytes]:
+    size = log.checkpoint().size
+    out = []
+    for i in range(size):
+        e = log.storage.entry_by_index(i)
+        assert e is not None
+        out.append(e.leaf_hash)
+    return out
+
+
+class TestMigrations:
+    def test_migrate_fresh_database_once(self, tmp_path: Path) -> None:
+        db = sqlite_utils.Database(tmp_path / "x.db")
+        assert migrate(db) == ["m001_initial"]
+        assert migrate(db) == []
+        assert {"meta", "entries", "hashes", "checkpoint", "terms", "records"} <= set(
+            db.table_names()
+        )
+        assert [r["name"] for r in db.table("_migrations").rows] == ["m001_initial"]
+
+    def test_reopen_storage_is_idempotent(self, tmp_path: Path) -> None:
+        path = tmp_path / "log.db"
+        first = SQLiteStorage(path)
+        first.set_meta("k", "v")
+        first.close()
+        second = SQLiteStorage(path)
+        assert second.get_meta("k") == "v"
+        assert second.get_meta("missing") is None
+        second.close()
+        db = sqlite_utils.Database(path)
+        assert migrate(db) == []
+        assert db.table("_migrations").count == 1
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    def test_new_storage_has_no_checkpoint(self, tmp_path: Path) -> None:
+        storage = SQLiteStorage(tmp_path / "log.db")
+        assert storage.latest_checkpoint() is None
+        assert storage.entry_by_index(0) is None
+        assert storage.read_hashes([]) == []
+        with pytest.raises(LookupError, match="missing"):
+            storage.read_hashes([0])
+
+
+class TestIntegrate:
+    def test_integrate_empty_log_checkpoint(self, log: TransparencyLog) -> None:
+        cp = log.checkpoint()
+        assert cp.size == 0 and cp.root_hash == merkle.EMPTY_ROOT
+        opened, _ = open_checkpoint(cp.note, [parse_vkey(log.identity.vkey())], ORIGIN)
+        assert opened.size == 0
+
+    def test_integrate_duplicates_inside_batch(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        a, b = entries[:2]
+        results = log.integrate([a, b, a, b, a])
+        assert _indexes(results) == [0, 1, None, None, None]
+        conflict = results[2]
+        assert isinstance(conflict, Conflict)
+        assert a.uuid in conflict.message
+        assert conflict.headers["Location"] == f"/api/v1/log/entries/{a.uuid}"
+        assert log.checkpoint().size == 2
+
+    def test_integrate_duplicates_across_batches(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        a, b, c = entries[:3]
+        assert _indexes(log.integrate([a, b])) == [0, 1]
+        before = log.checkpoint()
+        assert _indexes(log.integrate([b, a])) == [None, None]
+        assert log.checkpoint() == before  # an all-duplicate batch signs nothing new
+        assert _indexes(log.integrate([b, c, c])) == [None, 2, None]
+        assert log.checkpoint().size == 3
+        assert _leaves(log) == [a.leaf_hash, b.leaf_hash, c.leaf_hash]
+
+    def test_integrate_empty_batch(self, log: TransparencyLog) -> None:
+        before = log.checkpoint()
+        assert log.integrate([]) == []
+        assert log.checkpoint() == before
+
+    def test_integrate_batch_shares_time_and_checkpoint(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        results = log.integrate(entries[:5])
+        assert all(isinstance(r, Integrated) for r in results)
+        landed = [r for r in results if isinstance(r, Integrated)]
+        assert len({r.integrated_time for r in landed}) == 1
+        assert {r.checkpoint for r in landed} == {log.checkpoint()}
+        cp = log.checkpoint()
+        assert cp.size == 5 and cp.root_hash == ref_root([e.leaf_hash for e in entries[:5]])
+        opened, _ = open_checkpoint(cp.note, [parse_vkey(log.identity.vkey())], ORIGIN)
+        assert (opened.size, opened.root_hash) == (cp.size, cp.root_hash)
+
+    def test_integrate_stores_entries_terms_and_records(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        key = new_key()
+        commit = commit_id("x")
+        aer = prepare_entry(dsse_proposal(aer_statement(commits=[commit]), key)[0])
+        other = prepare_entry(
+            dsse_proposal(statement([("f", "ab" * 32)], "https://example.com/p", {}), key)[0]
+        )
+        log.integrate([entries[0], aer, other])
+        storage = log.storage
+        for i, e in enumerate([entries[0], aer, other]):
+            stored = storage.entry_by_index(i)
+            assert stored is not None
+            assert (stored.leaf_hash, stored.kind, stored.body) == (e.leaf_hash, e.kind, e.body)
+            assert stored.envelope == e.envelope
+            assert storage.entry_by_leaf(e.leaf_hash) == stored
+            for term in e.index_keys:
+                assert i in storage.find_terms([term], match_all=True)
+        assert storage.leaf_bodies(0, 3) == [entries[0].body, aer.body, other.body]
+        assert storage.find_terms(["commit:" + commit], match_all=True) == [1]
+        assert storage.find_terms([], match_all=False) == []
+        record = storage.record(1)
+        assert record is not None and record["uuid"] == aer.uuid and record["idx"] == 1
+        assert storage.record(0) is None and storage.record(2) is None
+
+    def test_integrate_invalid_leaf_rolls_back(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        log.integrate(entries[:3])
+        before = log.checkpoint()
+        bad = PreparedEntry(kind="dsse", body=b"{}", leaf_hash=b"\x00" * 31)
+        with pytest.raises(ValueError, match="31 bytes"):
+            log.integrate([entries[3], bad])
+        assert log.checkpoint() == before
+        assert log.storage.entry_by_index(3) is None
+        # No transaction left open: the next batch lands where the failed one would have.
+        assert _indexes(log.integrate([entries[3]])) == [3]
+
+    def test_integrate_malformed_aer_predicate_does_not_poison_batch(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        st = statement(
+            [("aer:run:x", "00" * 32)], "https://aer.dev/agent-execution/v0.1", {"agent": "x"}
+        )
+        bad = prepare_entry(dsse_proposal(st, new_key())[0])
+        results = log.integrate([entries[0], bad])
+        assert isinstance(results[0], Integrated)
+
+
+class TestProofs:
+    SIZE = 37
+
+    @pytest.fixture
+    def grown(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> tuple[TransparencyLog, list[bytes]]:
+        lo = 0
+        for n in (1, 2, 3, 5, 8, 13, 5):
+            log.integrate(entries[lo : lo + n])
+            lo += n
+        assert lo == self.SIZE
+        return log, [e.leaf_hash for e in entries[: self.SIZE]]
+
+    def test_proofs_match_reference(self, grown: tuple[TransparencyLog, list[bytes]]) -> None:
+        log, leaves = grown
+        assert log.checkpoint().root_hash == ref_root(leaves)
+        for size in range(1, self.SIZE + 1):
+            assert merkle.tree_hash(size, log.storage.read_hashes) == ref_root(leaves[:size])
+            for i in range(size):
+                assert log.inclusion_proof(i, size) == ref_inclusion(i, leaves[:size])
+            for first in range(1, size + 1):
+                assert log.consistency_proof(first, size) == ref_consistency(first, leaves[:size])
+
+    def test_stored_hash_count(self, grown: tuple[TransparencyLog, list[bytes]]) -> None:
+        log, _ = grown
+        count = merkle.stored_hash_count(self.SIZE)
+        assert len(log.storage.read_hashes(list(range(count)))) == count
+        with pytest.raises(LookupError):
+            log.storage.read_hashes([count])
+
+    def test_reopen_keeps_tree_and_proofs(
+        self,
+        tmp_path: Path,
+        grown: tuple[TransparencyLog, list[bytes]],
+        entries: list[PreparedEntry],
+    ) -> None:
+        log, leaves = grown
+        cp = log.checkpoint()
+        proofs = [log.inclusion_proof(i, self.SIZE) for i in range(self.SIZE)]
+        consistency = [log.consistency_proof(m, self.SIZE) for m in range(1, self.SIZE + 1)]
+        log.storage.close()  # type: ignore[attr-defined]
+
+        again = _open(tmp_path / "data")
+        assert again.identity.log_id == log.identity.log_id
+        assert again.checkpoint() == cp
+        assert [again.inclusion_proof(i, self.SIZE) for i in range(self.SIZE)] == proofs
+        assert [again.consistency_proof(m, self.SIZE) for m in range(1, self.SIZE + 1)] == (
+            consistency
+        )
+        # Duplicates are still known, and new entries continue the tree.
+        assert _indexes(again.integrate([entries[0], entries[self.SIZE]])) == [None, self.SIZE]
+        assert again.checkpoint().root_hash == ref_root([*leaves, entries[self.SIZE].leaf_hash])
+        again.storage.close()  # type: ignore[attr-defined]
+
+
+class TestSequencer:
+    def test_sequencer_concurrent_submitters(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        seq = Sequencer(log, max_batch=64)
+        per_thread: dict[int, list[int]] = {}
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(8)
+
+        def worker(t: int) -> None:
+            try:
+                barrier.wait()
+                mine = entries[t * 50 : (t + 1) * 50]
+                per_thread[t] = [seq.submit(e).result(timeout=60).index for e in mine]
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        seq.close()
+        assert errors == []
+        everything = sorted(i for idx in per_thread.values() for i in idx)
+        assert everything == list(range(400))
+        for idx in per_thread.values():
+            assert idx == sorted(idx)  # each thread waited for its previous entry
+        cp = log.checkpoint()
+        assert cp.size == 400
+        leaves = _leaves(log)
+        assert set(leaves) == {e.leaf_hash for e in entries}
+        for t, idx in per_thread.items():
+            for e, i in zip(entries[t * 50 : (t + 1) * 50], idx, strict=True):
+                assert leaves[i] == e.leaf_hash
+        compact = merkle.CompactRange()
+        compact.extend(leaves)
+        assert compact.root() == cp.root_hash
+        opened, _ = open_checkpoint(cp.note, [parse_vkey(log.identity.vkey())], ORIGIN)
+        assert (opened.size, opened.root_hash) == (400, cp.root_hash)
+        assert 1 <= seq.batches <= 400
+
+    def test_sequencer_same_entries_from_two_threads(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        seq = Sequencer(log)
+        mine = entries[:40]
+        futures: list[list[Future[Integrated]]] = [[], []]
+
+        def worker(t: int) -> None:
+            futures[t] = [seq.submit(e) for e in mine]
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for a, b in zip(*futures, strict=True):
+            outcomes = []
+            for f in (a, b):
+                exc = f.exception(timeout=30)
+                outcomes.append(exc if exc is not None else f.result())
+            assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "Integrated"]
+        seq.close()
+        assert log.checkpoint().size == 40
+
+    def test_sequencer_duplicate_is_conflict(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        seq = Sequencer(log)
+        assert seq.submit(entries[0]).result(timeout=30).index == 0
+        with pytest.raises(Conflict, match=entries[0].uuid):
+            seq.submit(entries[0]).result(timeout=30)
+        seq.close()
+
+    def test_sequencer_closed_refuses(self, log: TransparencyLog) -> None:
+        seq = Sequencer(log)
+        seq.close()
+        with pytest.raises(Unavailable, match="shutting down"):
+            seq.submit(PreparedEntry(kind="dsse", body=b"{}", leaf_hash=b"\x00" * 32))
+
+    def test_sequencer_failed_batch_answers_waiters_and_keeps_serving(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        seq = Sequencer(log)
+        bad = PreparedEntry(kind="dsse", body=b"{}", leaf_hash=b"\x00" * 31)
+        with pytest.raises(Unavailable, match="could not integrate"):
+            seq.submit(bad).result(timeout=30)
+        assert seq.submit(entries[0]).result(timeout=30).index == 0
+        seq.close()
