@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attest import policycmd
 from attest.errors import AttestError
 from attest.keys import generate_key_pair, load_private_key
 from attest.keystore import remember_public_key
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     verifier_cli.register_log(log_sub)
 
     verifier_cli.register(sub)
+    policycmd.register(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ else as RFC 8785 canonical JSON.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -39,6 +40,7 @@ from verifier.jsonutil import dumps_canonical
 from verifier.subjects import commit_subject, run_subject
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PHASES = ("before-tool-use", "before-commit", "before-merge-request")
 
 
 def utc_now() -> str:
@@ -407,6 +409,31 @@ class Recorder:
         Returns:
             The Statement as a mapping.
         """
+        self._statement = self._build(exit_status, repository_uri)
+        return self._statement
+
+    def check(self, policy: Any, phase: str) -> Any:
+        """Evaluate a policy over the run so far and record the evaluation.
+
+        Args:
+            policy: a :class:`verifier.policy.Policy` (or a path to a policy file).
+            phase: ``before-tool-use``, ``before-commit`` or ``before-merge-request``.
+
+        Returns:
+            The :class:`verifier.policy.Decision`; the caller stops on ``deny``
+            (``decision.allowed`` is False).
+        """
+        from verifier.policy import Policy, evaluate, load_policy, record_inputs
+
+        if phase not in PHASES:
+            raise AttestError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+        pol = policy if isinstance(policy, Policy) else load_policy(policy)
+        snapshot = self._build(None, None)
+        decision = evaluate(pol, record_inputs(snapshot, extra={"phase": phase}))
+        self.add_policy_evaluation(decision.evaluation(phase))
+        return decision
+
+    def _build(self, exit_status: int | None, repository_uri: str | None) -> dict[str, Any]:
         base = self.base_commit
         assert self._started_at is not None
         finished_at = utc_now()
@@ -452,11 +479,9 @@ class Recorder:
             if patch:
                 op["paths"] = list(patch.paths)
             operations.append(op)
-        bounds: dict[str, Any] = {
-            "startedAt": self._started_at,
-            "finishedAt": finished_at,
-            "exitStatus": exit_status,
-        }
+        bounds: dict[str, Any] = {"startedAt": self._started_at, "finishedAt": finished_at}
+        if exit_status is not None:
+            bounds["exitStatus"] = exit_status
         usage = dict(self._usage)
         usage.setdefault("durationSeconds", round(time.monotonic() - self._t0, 3))
         usage.setdefault("toolCalls", len(self._tool_calls))
@@ -479,13 +504,12 @@ class Recorder:
             subjects = [commit_subject(c, gitrepo.commit_object(repo, c)) for c in commits]
         else:
             subjects = [run_subject(self.run_id)]
-        self._statement = {
+        return {
             "_type": STATEMENT_TYPE,
             "subject": [{"name": s.name, "digest": s.digest} for s in subjects],
             "predicateType": predicates.AGENT_EXECUTION_V0_1,
-            "predicate": predicate,
+            "predicate": json.loads(json.dumps(predicate)),
         }
-        return self._statement
 
     def statement(self) -> dict[str, Any]:
         """Return the Statement (after :meth:`finish` or the ``with`` block)."""
@@ -495,6 +519,4 @@ class Recorder:
 
     def statement_bytes(self) -> bytes:
         """Return the Statement as the bytes to sign (indented JSON, final newline)."""
-        import json
-
         return (json.dumps(self.statement(), indent=2, ensure_ascii=False) + "\n").encode()
