@@ -105,6 +105,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         agent=agent,
         events_file=Path(args.events) if args.events else None,
         include_content=args.include_content,
+        add_trailer=not args.no_trailer,
     )
     write_atomic(Path(args.out), result.statement_bytes)
     outputs = result.statement["predicate"]["outputs"]
@@ -242,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the task text in clear in the record (default: digest only)",
     )
     p.add_argument("--repo", default=".", metavar="PATH", help="the repository (default: .)")
+    p.add_argument(
+        "--no-trailer",
+        action="store_true",
+        help="do not add the 'Agent-Run: <run id>' trailer to the run's commits",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     p.set_defaults(func=cmd_record)
 
@@ -302,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     verifier_cli.register_log(log_sub)
 
     verifier_cli.register(sub)
+    verifier_cli.register_gate(sub)
     policycmd.register(sub)
     return parser
 

@@ -18,6 +18,58 @@ from attest.signing import check_statement
 from verifier.errors import AerError
 
 
+TRAILER = "Agent-Run"
+_HOOKS = (
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "post-rewrite",
+    "push-to-checkout",
+    "pre-auto-gc",
+)
+
+
+def trailer_hooks(repo: Path, hooks_dir: Path) -> dict[str, str]:
+    """Install hooks that add ``Agent-Run: $AER_RUN_ID`` to every commit of the run.
+
+    The repository's own hooks still run: each wrapper calls the original
+    hook first. Returns the environment that points git at the wrappers for
+    this run only (``GIT_CONFIG_COUNT``; the repository config is untouched).
+    """
+    configured = gitrepo.config_value(repo, "core.hooksPath")
+    original = (repo / configured) if configured else gitrepo.git_dir(repo) / "hooks"
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    for name in _HOOKS:
+        script = [
+            "#!/bin/sh",
+            f'orig="{original.resolve()}/{name}"',
+            'if [ -x "$orig" ]; then "$orig" "$@" || exit $?; fi',
+        ]
+        if name == "commit-msg":
+            script.append(
+                f"git interpret-trailers --in-place --if-exists addIfDifferent "
+                f'--trailer "{TRAILER}: $AER_RUN_ID" "$1"'
+            )
+        path = hooks_dir / name
+        path.write_text("\n".join(script) + "\n")
+        path.chmod(0o755)
+    n = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {
+        "GIT_CONFIG_COUNT": str(n + 1),
+        f"GIT_CONFIG_KEY_{n}": "core.hooksPath",
+        f"GIT_CONFIG_VALUE_{n}": str(hooks_dir),
+    }
+
+
 @dataclass(frozen=True)
 class RecordResult:
     """The outcome of :func:`record_command`."""
@@ -56,12 +108,15 @@ def record_command(
     events_file: Path | None = None,
     include_content: bool = False,
     env: Mapping[str, str] | None = None,
+    add_trailer: bool = True,
 ) -> RecordResult:
     """Run ``command`` in ``repo`` and return the recorded Statement.
 
     The command inherits standard input and output and gets these extra
     environment variables: ``AER_RUN_ID``, ``AER_EVENTS_FILE`` (append events
-    there, see :mod:`attest.events`) and ``AER_BASE_COMMIT``.
+    there, see :mod:`attest.events`) and ``AER_BASE_COMMIT``. With
+    ``add_trailer``, every commit the command makes through git hooks gets an
+    ``Agent-Run: <run id>`` trailer (commits made with ``--no-verify`` do not).
 
     Without ``events_file`` the events go to
     ``<git dir>/aer/runs/<run id>/events.jsonl``, which is kept (never inside
@@ -91,9 +146,9 @@ def record_command(
         env=env,
     )
     rec.start()
+    run_dir = gitrepo.git_dir(rec.repo) / "aer" / "runs" / rec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
     if events_file is None:
-        run_dir = gitrepo.git_dir(rec.repo) / "aer" / "runs" / rec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
         events_file = run_dir / "events.jsonl"
     events_file = events_file.resolve()
     events_file.touch()
@@ -102,6 +157,8 @@ def record_command(
         AER_EVENTS_FILE=str(events_file),
         AER_BASE_COMMIT=rec.base_commit,
     )
+    if add_trailer:
+        env.update(trailer_hooks(rec.repo, run_dir / "hooks"))
     try:
         proc = subprocess.run(list(command), cwd=os.getcwd(), env=env, check=False)
         status = proc.returncode

@@ -37,7 +37,8 @@ EXIT_CODES_HELP = """exit codes:
   5  schema violation (not an in-toto Statement, predicate violates the schema)
   6  subject mismatch (commit not covered, repository rewritten)
   7  transparency log failure (inclusion proof, checkpoint, consistency)
-  8  identity or policy failure"""
+  8  identity or policy failure
+  9  no record found (deploy gate)"""
 
 
 def read_file(path: str, what: str) -> bytes:
@@ -218,6 +219,84 @@ def register_log(log_sub: Any) -> None:
     p.add_argument("--log-vkey", metavar="VKEY", help="log C2SP verifier key (name+hash+base64)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_log_consistency)
+
+
+def cmd_gate_commits(args: argparse.Namespace) -> int:
+    """Handle ``aer gate commits``."""
+    from verifier.gate import CommitGate, GateTrust, exit_code, summary
+    from verifier.policy import load_policy
+
+    if not args.key:
+        raise InputError("pass --key PUB (repeatable): the keys whose records the gate trusts")
+    keys = [load_public_key(read_file(k, "public key")) for k in args.key]
+    client = LogClient(args.log)
+    log_key = load_log_key(args.log_key or args.log, notice=_notice)
+    policy = load_policy(args.policy) if args.policy else None
+    trust = GateTrust(keys, client, log_key, policy, args.agent_identity or [])
+    repo = Path(args.repo)
+    verdicts = CommitGate(repo, trust, progress=_notice).run(args.range)
+    report = summary(verdicts)
+    for v in verdicts:
+        if v.agent_reasons or not v.passed:
+            mark = "ok  " if v.passed else "FAIL"
+            print(f"{mark} {v.commit[:12]} {v.outcome}: {v.message}", file=sys.stderr)
+    print(
+        f"aer gate: {report['commits']} commit(s), {report['agentAuthored']} agent-authored, "
+        f"{report['covered']} covered, {report['failed']} failing"
+        + ("" if report["passed"] else f" (exit {report['exitCode']})"),
+        file=sys.stderr,
+    )
+    if args.json:
+        print_json(report)
+    return exit_code(verdicts)
+
+
+GATE_EXIT_HELP = """exit codes:
+  0  every agent-authored commit is covered by a verified record (human commits pass)
+  3  input error (repository, range, files, log unreachable)
+  4  signature or identity failure (record not signed by a trusted key, subject mismatch)
+  7  log proof failure (inclusion proof, checkpoint, SET)
+  8  policy denied
+  9  no record found for an agent-authored commit"""
+
+
+def register_gate(sub: Any) -> None:
+    """Add ``aer gate`` and its sub-commands."""
+    p = sub.add_parser(
+        "gate",
+        help="deploy gate: refuse agent changes without verified records",
+        description="Check that agent-authored changes are covered by verified "
+        "records before they ship.",
+    )
+    gsub = p.add_subparsers(dest="gate_cmd", metavar="GATECOMMAND", required=True)
+    c = gsub.add_parser(
+        "commits",
+        help="check every commit in a range",
+        description=(
+            "Pass only if every agent-authored commit in RANGE is covered by a record that "
+            "verifies: signed by a trusted --key, included in the log under its pinned key, "
+            "schema-valid, naming the commit with a digest recomputed from the repository, "
+            "and allowed by --policy. A commit is agent-authored when it has an Agent-Run "
+            "trailer, its author or committer matches --agent-identity, or a record in the "
+            "log claims it. Human-only commits pass. Summary on stderr, --json on stdout."
+        ),
+        epilog=GATE_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("--repo", default=".", metavar="PATH", help="the git repository (default .)")
+    c.add_argument("--range", required=True, metavar="A..B", help="commits to check (git range)")
+    c.add_argument("--log", required=True, metavar="URL", help="the AER log")
+    c.add_argument("--log-key", metavar="PEM_OR_URL", help="log key (default: pinned from --log)")
+    c.add_argument("--key", action="append", metavar="PUB", help="trusted record key (repeatable)")
+    c.add_argument("--policy", metavar="FILE", help="CEL policy every covering record must pass")
+    c.add_argument(
+        "--agent-identity",
+        action="append",
+        metavar="PATTERN",
+        help="author/committer e-mail pattern of agents, e.g. '*-bot@example.com'",
+    )
+    c.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    c.set_defaults(func=cmd_gate_commits)
 
 
 def register(sub: Any) -> None:

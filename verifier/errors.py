@@ -21,6 +21,8 @@ Exit codes (documented in docs/cli.md):
       consistency proof does not verify
 8     identity or policy failure: the signer is not trusted, or a policy
       denied the record
+9     no record found: an agent-authored commit or an image has no
+      record in the log (deploy gate)
 ====  ==========================================================
 """
 
@@ -85,3 +87,9 @@ class NoteError(InputError):
 
 class ProofFormatError(LogProofError):
     """A Merkle proof has the wrong shape (length, hash size) for its tree."""
+
+
+class NoRecordError(VerificationError):
+    """No record covers an agent-authored commit or image (deploy gate)."""
+
+    exit_code = 9
