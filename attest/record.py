@@ -17,7 +17,6 @@ from attest.recorder import Recorder
 from attest.signing import check_statement
 from verifier.errors import AerError
 
-
 TRAILER = "Agent-Run"
 _HOOKS = (
     "applypatch-msg",
