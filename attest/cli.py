@@ -171,6 +171,38 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attest_provenance(args: argparse.Namespace) -> int:
+    """Handle ``aer attest provenance``."""
+    from attest import gitrepo
+    from attest.provenance import provenance_statement
+    from verifier.images import parse_image_ref
+
+    subjects = [parse_image_ref(i) for i in args.image]
+    repo = Path(args.repo)
+    commit = args.commit or gitrepo.head_commit(gitrepo.repo_root(repo))
+    if not commit:
+        raise AttestError("no source commit: pass --commit SHA or run in a repository")
+    source = args.source_uri or gitrepo.remote_uri(repo) or gitrepo.repo_root(repo).as_uri()
+    statement = provenance_statement(
+        subjects,
+        commit=commit,
+        source_uri=source,
+        builder_id=args.builder_id,
+        invocation_id=args.invocation_id,
+    )
+    private = load_private_key(Path(args.key))
+    bundle = KeySigner(private).sign(statement)
+    remember_public_key(private.public_key())
+    if args.log:
+        sub = submit_bundle(bundle, LogClient(args.log), _log_key(args), key=private.public_key())
+        write_atomic(Path(args.out), format_bundle(sub.bundle))
+        _print_submitted(args, sub, {"bundle": args.out, "commit": commit})
+        return 0
+    write_atomic(Path(args.out), format_bundle(bundle))
+    print(f"provenance for {', '.join(args.image)} (commit {commit[:12]}) -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``aer`` argument parser with every package's commands."""
     parser = argparse.ArgumentParser(
@@ -306,6 +338,38 @@ def build_parser() -> argparse.ArgumentParser:
     log_sub = p.add_subparsers(dest="log_cmd", metavar="LOGCOMMAND", required=True)
     log_cli.register(log_sub)
     verifier_cli.register_log(log_sub)
+
+    p = sub.add_parser(
+        "attest",
+        help="produce other attestations (build provenance)",
+        description="Produce attestations that AER's gates consume.",
+    )
+    asub = p.add_subparsers(dest="attest_cmd", metavar="ATTESTCOMMAND", required=True)
+    a = asub.add_parser(
+        "provenance",
+        help="sign SLSA Provenance v1 for an image built from a commit",
+        description="Write (and with --log, log) an SLSA Provenance v1 attestation whose subject "
+        "is the image digest and whose resolved dependency is the source commit, so that "
+        "'aer gate image' and the admission webhook can trace the image to its commits.",
+    )
+    a.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="NAME@sha256:HEX",
+        help="image built (repeatable)",
+    )
+    a.add_argument("--commit", metavar="SHA", help="source commit (default: HEAD of --repo)")
+    a.add_argument("--repo", default=".", metavar="PATH", help="source repository (default .)")
+    a.add_argument("--source-uri", metavar="URI", help="source repository URI (default: origin)")
+    a.add_argument("--builder-id", required=True, metavar="URI", help="the builder's identity URI")
+    a.add_argument("--invocation-id", metavar="ID", help="the CI run id")
+    a.add_argument("--key", required=True, metavar="KEY", help="the builder's private key")
+    a.add_argument("--out", required=True, metavar="BUNDLE", help="where to write the bundle")
+    a.add_argument("--log", metavar="URL", help="also log it")
+    a.add_argument("--log-key", metavar="PEM_OR_URL", help="log key (default: pinned from --log)")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.set_defaults(func=cmd_attest_provenance)
 
     verifier_cli.register(sub)
     verifier_cli.register_gate(sub)

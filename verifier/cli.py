@@ -251,6 +251,37 @@ def cmd_gate_commits(args: argparse.Namespace) -> int:
     return exit_code(verdicts)
 
 
+def cmd_gate_image(args: argparse.Namespace) -> int:
+    """Handle ``aer gate image``."""
+    from verifier.gate import GateTrust
+    from verifier.images import check_image
+    from verifier.policy import load_policy
+
+    if not args.builder_key:
+        raise InputError("pass --builder-key PUB: the key(s) whose provenance the gate trusts")
+    keys = [load_public_key(read_file(k, "public key")) for k in args.key or []]
+    builders = [load_public_key(read_file(k, "builder key")) for k in args.builder_key]
+    trust = GateTrust(
+        keys,
+        LogClient(args.log),
+        load_log_key(args.log_key or args.log, _notice),
+        load_policy(args.policy) if args.policy else None,
+        args.agent_identity or [],
+    )
+    verdict = check_image(
+        args.image,
+        trust,
+        builders,
+        repo=Path(args.repo) if args.repo else None,
+        baseline=args.baseline,
+    )
+    mark = "ok" if verdict.code == 0 else "FAIL"
+    print(f"aer gate: {mark} {args.image}: {verdict.message}", file=sys.stderr)
+    if args.json:
+        print_json(verdict.to_dict())
+    return verdict.code
+
+
 GATE_EXIT_HELP = """exit codes:
   0  every agent-authored commit is covered by a verified record (human commits pass)
   3  input error (repository, range, files, log unreachable)
@@ -297,6 +328,35 @@ def register_gate(sub: Any) -> None:
     )
     c.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     c.set_defaults(func=cmd_gate_commits)
+
+    i = gsub.add_parser(
+        "image",
+        help="check an image: verified provenance, then the agent commits behind it",
+        description=(
+            "Find the image's SLSA Provenance v1 in the log (subject = the image digest), "
+            "verify it with --builder-key and its log entry, take the source commit from it "
+            "and apply the commit gate to BASELINE..COMMIT in --repo (without --repo, the "
+            "source commit alone is checked against the records claiming it)."
+        ),
+        epilog=GATE_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    i.add_argument("image", metavar="REF@sha256:HEX", help="the image, pinned by digest")
+    i.add_argument("--log", required=True, metavar="URL", help="the AER log")
+    i.add_argument("--log-key", metavar="PEM_OR_URL", help="log key (default: pinned from --log)")
+    i.add_argument("--builder-key", action="append", metavar="PUB", help="trusted builder key")
+    i.add_argument("--key", action="append", metavar="PUB", help="trusted record key (repeatable)")
+    i.add_argument("--repo", metavar="PATH", help="source repository checkout")
+    i.add_argument("--baseline", metavar="REV", help="last trusted release (tag or commit)")
+    i.add_argument("--policy", metavar="FILE", help="CEL policy for the covering records")
+    i.add_argument(
+        "--agent-identity",
+        action="append",
+        metavar="PATTERN",
+        help="author/committer e-mail pattern of agents",
+    )
+    i.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    i.set_defaults(func=cmd_gate_image)
 
 
 def register(sub: Any) -> None:

@@ -191,10 +191,20 @@ class CommitGate:
     """Checks commits against records in the log; caches fetched records."""
 
     def __init__(
-        self, repo: Path, trust: GateTrust, progress: Callable[[str], None] | None = None
+        self,
+        repo: Path,
+        trust: GateTrust,
+        progress: Callable[[str], None] | None = None,
+        *,
+        require_repo: bool = True,
     ) -> None:
-        """Create a gate over ``repo``."""
+        """Create a gate over ``repo``.
+
+        With ``require_repo=False`` (admission, no checkout at hand) subject
+        digests are not recomputed: a record covers a commit by naming it.
+        """
         self.repo = repo
+        self.require_repo = require_repo
         self.trust = trust
         self.progress = progress
         self._records: dict[str, LoggedRecord | AerError] = {}
@@ -253,7 +263,7 @@ class CommitGate:
                 subject = next((s for s in rec.statement.subjects if s.name == want), None)
                 if subject is None:
                     raise SubjectMismatchError(f"record {uuid} does not name {commit} as a subject")
-                if subject.digest.get("sha256") != commit_object_digest(
+                if self.require_repo and subject.digest.get("sha256") != commit_object_digest(
                     read_commit_object(self.repo, commit)
                 ):
                     raise SubjectMismatchError(

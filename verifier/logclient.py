@@ -100,6 +100,10 @@ class LogClient:
         )
         return proof
 
+    def post_json(self, path: str, body: Any) -> Any:
+        """POST a JSON document and return the JSON answer."""
+        return self._json(self._request("POST", path, json=body), path)
+
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET a JSON document."""
         return self._json(self._request("GET", path, params=params), path)

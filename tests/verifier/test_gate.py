@@ -186,3 +186,76 @@ class TestGateCommits:
             env=scenario.env,
         )
         assert r.returncode == 3 and "aer: error: git log failed" in r.stderr
+
+
+class TestGateImage:
+    def test_gate_image_end_to_end(self, scenario: Scenario) -> None:
+        s = scenario
+        assert s.run("keygen", "--out", str(s.tmp / "builder"), env=s.env).returncode == 0
+        s.agent_run("a1")
+        s.human_commit("h1")
+        image = "registry.example.com/payments@sha256:" + "ab" * 32
+        r = s.run(
+            "attest",
+            "provenance",
+            "--image",
+            image,
+            "--repo",
+            str(s.repo),
+            "--builder-id",
+            "https://ci.example.com/payments/build",
+            "--key",
+            str(s.tmp / "builder.key"),
+            "--out",
+            str(s.tmp / "prov.json"),
+            "--log",
+            s.log.url,
+            env=s.env,
+        )
+        assert r.returncode == 0, r.stderr
+
+        def gate_image(*extra: str) -> tuple[int, dict[str, object]]:
+            r = s.run(
+                "gate",
+                "image",
+                *extra,
+                "--log",
+                s.log.url,
+                "--key",
+                str(s.tmp / "alice.pub"),
+                "--json",
+                env=s.env,
+            )
+            assert "Traceback" not in r.stderr
+            return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}
+
+        code, report = gate_image(
+            image,
+            "--builder-key",
+            str(s.tmp / "builder.pub"),
+            "--repo",
+            str(s.repo),
+            "--baseline",
+            s.base,
+        )
+        assert code == 0, report
+        assert report["provenance"]["sourceCommit"] == git(s.repo, "rev-parse", "HEAD")  # type: ignore[index]
+        assert [c["outcome"] for c in report["commits"]] == ["covered", "human"]  # type: ignore[union-attr]
+        # Without a checkout (as the admission webhook runs) the source commit is checked alone.
+        code, report = gate_image(image, "--builder-key", str(s.tmp / "builder.pub"))
+        assert code == 0, report
+        # A builder the gate does not trust.
+        code, report = gate_image(image, "--builder-key", str(s.tmp / "mallory.pub"))
+        assert code == 4 and "trusted builder key" in report["message"]  # type: ignore[operator]
+        # An image nobody attested.
+        code, report = gate_image(
+            "registry.example.com/other@sha256:" + "cd" * 32,
+            "--builder-key",
+            str(s.tmp / "builder.pub"),
+        )
+        assert code == 9
+        # A tag is not a digest.
+        code, report = gate_image(
+            "registry.example.com/payments:latest", "--builder-key", str(s.tmp / "builder.pub")
+        )
+        assert code == 3 and "not pinned by digest" in report["message"]  # type: ignore[operator]
