@@ -254,7 +254,8 @@ def evaluate(policy: Policy, inputs: Mapping[str, Any], *, now: datetime | None 
         The decision with all rule results (never raises for rule failures).
     """
     moment = now or datetime.now(UTC)
-    variables = {**inputs, "now": moment}
+    # One CEL context per evaluation: the inputs are converted once, not per rule.
+    variables = cel.Context(variables={**inputs, "now": moment})
     input_digest = hashlib.sha256(dumps_canonical(_jsonable(inputs))).hexdigest()
     results = []
     for rule in policy.rules:
