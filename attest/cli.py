@@ -21,6 +21,7 @@ from attest.record import record_command, write_atomic
 from attest.signing import KeySigner
 from attest.submit import Submitted, submit_bundle
 from log_server import cli as log_cli
+from verifier import admission_cli
 from verifier import cli as verifier_cli
 from verifier.bundle import format_bundle, parse_bundle
 from verifier.cli import EXIT_CODES_HELP, print_json, read_file, run
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verifier_cli.register(sub)
     verifier_cli.register_gate(sub)
+    admission_cli.register(sub)
     policycmd.register(sub)
     return parser
 

@@ -179,7 +179,7 @@ def create_entry() -> Response:
         landed.integrated_time,
         prepared.envelope,
     )
-    resp = jsonify(svc.log.entry_answer(entry, landed.checkpoint))
+    resp = jsonify(svc.log.entry_answer(entry, landed.checkpoint, landed.proof))
     resp.status_code = 201
     resp.headers["Location"] = f"/api/v1/log/entries/{entry.uuid}"
     resp.headers["ETag"] = entry.uuid

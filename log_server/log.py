@@ -15,7 +15,7 @@ import fcntl
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,11 +36,12 @@ from verifier.rekor import parse_uuid, set_payload
 
 @dataclass(frozen=True)
 class Integrated:
-    """Where a submission landed."""
+    """Where a submission landed, with its inclusion proof at ``checkpoint``."""
 
     index: int
     integrated_time: int
     checkpoint: StoredCheckpoint
+    proof: tuple[bytes, ...] = ()
 
 
 class TransparencyLog:
@@ -53,6 +54,7 @@ class TransparencyLog:
         self.storage = storage
         self.identity = identity
         self._lock_path = lock_path
+        self._lock_fd: Any = None
         self._thread_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------
@@ -60,7 +62,7 @@ class TransparencyLog:
     def sign_checkpoint(self, size: int, root: bytes) -> StoredCheckpoint:
         """Sign a checkpoint twice: C2SP (key hash + key-id hint) and Rekor (hint only)."""
         text = format_checkpoint(Checkpoint(self.identity.origin, size, root))
-        c2sp, hint = self.identity.note_signers()
+        c2sp, hint = self.identity.note_signers
         return StoredCheckpoint(
             size=size,
             root_hash=root,
@@ -85,7 +87,9 @@ class TransparencyLog:
     def _writer(self) -> Iterator[WriteBatch]:
         """The write transaction, held under the thread lock and the cross-process file lock."""
         with self._thread_lock:
-            fd = open(self._lock_path, "a+") if self._lock_path else None  # noqa: SIM115
+            if self._lock_path is not None and self._lock_fd is None:
+                self._lock_fd = open(self._lock_path, "a+")  # noqa: SIM115 - kept open
+            fd = self._lock_fd
             try:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -94,7 +98,6 @@ class TransparencyLog:
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-                    fd.close()
 
     def integrate(self, batch_entries: list[PreparedEntry]) -> list[Integrated | Conflict]:
         """Append a batch in one durable transaction with its new checkpoint.
@@ -105,7 +108,8 @@ class TransparencyLog:
           (3) extend the tree's compact range with the new leaves, collecting
               the stored hashes to write;
           (4) write leaves, hashes, index terms and records, and the checkpoint
-              signed over the new root; commit.
+              signed over the new root;
+          (5) compute each new entry's inclusion proof at the new size; commit.
 
         Returns:
             For each entry, where it landed or the Conflict to answer.
@@ -149,8 +153,24 @@ class TransparencyLog:
             batch.append(new, now, hashes_start, stored)
             cp = self.sign_checkpoint(cr.size, cr.root())
             batch.set_checkpoint(cp)
+            # (5) the inclusion proofs for the answers, read through one memo:
+            # the hashes just written are in memory, and entries of one batch
+            # share most of their audit paths.
+            memo = {hashes_start + j: h for j, h in enumerate(stored)}
+
+            def read(indexes: Sequence[int]) -> list[bytes]:
+                missing = [j for j in indexes if j not in memo]
+                if missing:
+                    memo.update(zip(missing, batch.read_hashes(missing), strict=True))
+                return [memo[j] for j in indexes]
+
+            proofs = [
+                tuple(merkle.prove_inclusion(size + k, cr.size, read)) for k in range(len(fresh))
+            ]
         for k, (i, _) in enumerate(fresh):
-            results[i] = Integrated(index=size + k, integrated_time=now, checkpoint=cp)
+            results[i] = Integrated(
+                index=size + k, integrated_time=now, checkpoint=cp, proof=proofs[k]
+            )
         return [r for r in results if r is not None]
 
     def conflict(self, uuid: str) -> Conflict:
@@ -204,16 +224,22 @@ class TransparencyLog:
         return entry
 
     def entry_answer(
-        self, entry: StoredEntry, cp: StoredCheckpoint | None = None
+        self,
+        entry: StoredEntry,
+        cp: StoredCheckpoint | None = None,
+        proof: Sequence[bytes] | None = None,
     ) -> dict[str, Any]:
-        """The Rekor v1 ``{uuid: LogEntry}`` answer with an inclusion proof and SET."""
+        """The Rekor v1 ``{uuid: LogEntry}`` answer with an inclusion proof and SET.
+
+        ``proof`` is the entry's audit path at ``cp`` when the caller has it.
+        """
         cp = cp or self.checkpoint()
         log_id = self.identity.log_id
         body_b64 = base64.b64encode(entry.body).decode()
         set_sig = self.identity.sign(
             set_payload(entry.body, entry.integrated_time, log_id, entry.index)
         )
-        hashes = self.inclusion_proof(entry.index, cp.size)
+        hashes = list(proof) if proof is not None else self.inclusion_proof(entry.index, cp.size)
         return {
             entry.uuid: {
                 "body": body_b64,

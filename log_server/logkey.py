@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -16,27 +17,62 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from log_server.errors import ConfigError
 from verifier.keys import format_public_key, key_id
-from verifier.note import NoteSigner, ed25519_signer, format_vkey, is_valid_name, key_id_hint_signer
+from verifier.note import (
+    NoteSigner,
+    Signer,
+    ed25519_signer,
+    format_vkey,
+    is_valid_name,
+    key_id_hint_signer,
+)
+
+
+class _OnceSigner:
+    """A note signer that signs each message once.
+
+    The C2SP line and the Sigstore key-id-hint line carry the same Ed25519
+    signature (same key, same text; Ed25519 is deterministic), so the second
+    line reuses the first's signature instead of signing again.
+    """
+
+    def __init__(self, inner: NoteSigner, memo: dict[bytes, bytes]) -> None:
+        self._inner = inner
+        self._memo = memo
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def key_hash(self) -> int:
+        return self._inner.key_hash
+
+    def sign(self, msg: bytes) -> bytes:
+        sig = self._memo.get(msg)
+        if sig is None:
+            self._memo.clear()
+            sig = self._memo[msg] = self._inner.sign(msg)
+        return sig
 
 
 @dataclass(frozen=True)
 class LogIdentity:
-    """The log's signing key and names."""
+    """The log's signing key and names (derived values computed once)."""
 
     private_key: ed25519.Ed25519PrivateKey
     origin: str
 
-    @property
+    @cached_property
     def public_key(self) -> ed25519.Ed25519PublicKey:
         """The log's public key."""
         return self.private_key.public_key()
 
-    @property
+    @cached_property
     def log_id(self) -> str:
         """Hex SHA-256 of the public key's DER SubjectPublicKeyInfo (Rekor's log ID)."""
         return key_id(self.public_key)
 
-    @property
+    @cached_property
     def tree_id(self) -> str:
         """16 hex digits prefixing 80-hex entry UUIDs: the log ID's first 8 bytes, top bit cleared.
 
@@ -52,11 +88,13 @@ class LogIdentity:
         """The C2SP signed-note verifier key ``origin+hash+base64``."""
         return format_vkey(self.origin, self.public_key)
 
-    def note_signers(self) -> tuple[NoteSigner, NoteSigner]:
+    @cached_property
+    def note_signers(self) -> tuple[Signer, Signer]:
         """(C2SP key-hash signer, Sigstore key-id-hint signer), both named ``origin``."""
+        memo: dict[bytes, bytes] = {}
         return (
-            ed25519_signer(self.origin, self.private_key),
-            key_id_hint_signer(self.origin, self.private_key),
+            _OnceSigner(ed25519_signer(self.origin, self.private_key), memo),
+            _OnceSigner(key_id_hint_signer(self.origin, self.private_key), memo),
         )
 
     def sign(self, message: bytes) -> bytes:

@@ -216,7 +216,33 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         db.table("records").create_index(cols, if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
+HASHES_PER_ROW = 64
+"""Stored hashes are packed 64 to a row (2 KiB, within one page): one row
+per hash made the hash table the bulk-integration bottleneck."""
+
+
+def m002_packed_hashes(db: sqlite_utils.Database) -> None:
+    """Pack stored hashes :data:`HASHES_PER_ROW` to a row (table ``hash_rows``)."""
+    db.table("hash_rows").create(
+        {"id": int, "data": bytes}, pk="id", not_null={"data"}, if_not_exists=True, strict=True
+    )
+    rows: dict[int, list[tuple[int, bytes]]] = {}
+    for hid, h in db.execute("SELECT id, hash FROM hashes ORDER BY id"):
+        rows.setdefault(hid // HASHES_PER_ROW, []).append((hid, bytes(h)))
+    for rid, items in rows.items():
+        if [i for i, _ in items] != list(
+            range(rid * HASHES_PER_ROW, rid * HASHES_PER_ROW + len(items))
+        ):
+            raise RuntimeError(
+                f"stored hashes of row {rid} are not contiguous; refusing to migrate"
+            )
+        db.execute(
+            "INSERT INTO hash_rows (id, data) VALUES (?, ?)", (rid, b"".join(h for _, h in items))
+        )
+    db.execute("DROP TABLE hashes")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_packed_hashes]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
@@ -269,10 +295,7 @@ class _SQLiteBatch:
                 for i, e in enumerate(entries)
             ],
         )
-        conn.executemany(
-            "INSERT INTO hashes (id, hash) VALUES (?, ?)",
-            [(hashes_start + i, h) for i, h in enumerate(hashes)],
-        )
+        _append_hashes(conn, hashes_start, hashes)
         conn.executemany(
             "INSERT OR IGNORE INTO terms (term, idx) VALUES (?, ?)",
             [(t, start + i) for i, e in enumerate(entries) for t in e.terms],
@@ -325,17 +348,43 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
         yield items[i : i + n]
 
 
+def _append_hashes(conn: sqlite3.Connection, start: int, hashes: Sequence[bytes]) -> None:
+    """Append stored hashes ``start, start+1, ...``, completing the last partial row."""
+    if not hashes:
+        return
+    data = b"".join(hashes)
+    row, offset = divmod(start, HASHES_PER_ROW)
+    if offset:
+        cur = conn.execute("SELECT data FROM hash_rows WHERE id = ?", (row,)).fetchone()
+        prefix = bytes(cur[0]) if cur else b""
+        if len(prefix) != offset * 32:
+            raise RuntimeError(
+                f"stored hash row {row} holds {len(prefix) // 32} hashes, expected {offset}"
+            )
+        data = prefix + data
+    size = HASHES_PER_ROW * 32
+    conn.executemany(
+        "INSERT OR REPLACE INTO hash_rows (id, data) VALUES (?, ?)",
+        [(row + k, data[i : i + size]) for k, i in enumerate(range(0, len(data), size))],
+    )
+
+
 def _read_hashes(conn: sqlite3.Connection, indexes: Sequence[int]) -> list[bytes]:
     if not indexes:
         return []
-    found: dict[int, bytes] = {}
-    for chunk in _chunks(list(set(indexes)), 500):
-        q = f"SELECT id, hash FROM hashes WHERE id IN ({_marks(len(chunk))})"  # noqa: S608
-        found.update({r[0]: bytes(r[1]) for r in conn.execute(q, chunk)})
-    try:
-        return [found[i] for i in indexes]
-    except KeyError as e:
-        raise LookupError(f"stored hash {e} is missing from the database") from e
+    rows: dict[int, bytes] = {}
+    wanted = sorted({i // HASHES_PER_ROW for i in indexes})
+    for chunk in _chunks(wanted, 500):
+        q = f"SELECT id, data FROM hash_rows WHERE id IN ({_marks(len(chunk))})"  # noqa: S608
+        rows.update({r[0]: bytes(r[1]) for r in conn.execute(q, chunk)})
+    out = []
+    for i in indexes:
+        row, offset = divmod(i, HASHES_PER_ROW)
+        h = rows.get(row, b"")[offset * 32 : offset * 32 + 32]
+        if len(h) != 32:
+            raise LookupError(f"stored hash {i} is missing from the database")
+        out.append(h)
+    return out
 
 
 class SQLiteStorage:

@@ -40,8 +40,43 @@ def loads_strict(data: bytes | str) -> Any:
         raise ValueError("malformed JSON: nested too deeply") from e
 
 
+_MAX_SAFE_INT = 2**53
+
+
+def _jcs_same_as_json(obj: Any) -> bool:
+    """True when ``json.dumps`` (sorted keys, no spaces) is exactly RFC 8785 for ``obj``.
+
+    That holds for strings (Python and JCS escape the same characters), ASCII
+    keys (sorting by code point equals JCS's UTF-16 order), booleans, null and
+    integers below 2**53; floats and larger integers take the rfc8785 path.
+    """
+    if isinstance(obj, str) or obj is None or isinstance(obj, bool):
+        return True
+    if isinstance(obj, int):
+        return -_MAX_SAFE_INT < obj < _MAX_SAFE_INT
+    if isinstance(obj, dict):
+        return all(
+            isinstance(k, str) and k.isascii() and _jcs_same_as_json(v) for k, v in obj.items()
+        )
+    if isinstance(obj, list):
+        return all(_jcs_same_as_json(v) for v in obj)
+    return False
+
+
 def dumps_canonical(obj: Any) -> bytes:
-    """Serialize ``obj`` as RFC 8785 (JCS) canonical JSON bytes."""
+    """Serialize ``obj`` as RFC 8785 (JCS) canonical JSON bytes.
+
+    Objects made of strings, ASCII keys, small integers, booleans and null
+    (every Rekor entry body and SET payload) are serialized with the C JSON
+    encoder, which gives the same bytes; anything else goes through rfc8785.
+    """
+    if _jcs_same_as_json(obj):
+        try:
+            return json.dumps(
+                obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # lone surrogates: let rfc8785 report them
     import rfc8785
 
     out: bytes = rfc8785.dumps(obj)

@@ -72,12 +72,32 @@ def _leaves(log: TransparencyLog) -> list[bytes]:
 class TestMigrations:
     def test_migrate_fresh_database_once(self, tmp_path: Path) -> None:
         db = sqlite_utils.Database(tmp_path / "x.db")
-        assert migrate(db) == ["m001_initial"]
+        assert migrate(db) == ["m001_initial", "m002_packed_hashes"]
         assert migrate(db) == []
-        assert {"meta", "entries", "hashes", "checkpoint", "terms", "records"} <= set(
+        assert {"meta", "entries", "hash_rows", "checkpoint", "terms", "records"} <= set(
             db.table_names()
         )
-        assert [r["name"] for r in db.table("_migrations").rows] == ["m001_initial"]
+        assert "hashes" not in db.table_names()
+        assert [r["name"] for r in db.table("_migrations").rows] == [
+            "m001_initial",
+            "m002_packed_hashes",
+        ]
+
+    def test_m002_packs_existing_hashes(self, tmp_path: Path) -> None:
+        from log_server.storage import (
+            HASHES_PER_ROW,
+            _read_hashes,
+            m001_initial,
+            m002_packed_hashes,
+        )
+
+        db = sqlite_utils.Database(tmp_path / "x.db")
+        m001_initial(db)
+        hashes = [bytes([i % 256]) * 32 for i in range(HASHES_PER_ROW * 2 + 5)]
+        db.conn.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", list(enumerate(hashes)))
+        m002_packed_hashes(db)
+        assert db.execute("SELECT COUNT(*) FROM hash_rows").fetchone()[0] == 3
+        assert _read_hashes(db.conn, list(range(len(hashes)))) == hashes
 
     def test_reopen_storage_is_idempotent(self, tmp_path: Path) -> None:
         path = tmp_path / "log.db"
@@ -90,7 +110,7 @@ class TestMigrations:
         second.close()
         db = sqlite_utils.Database(path)
         assert migrate(db) == []
-        assert db.table("_migrations").count == 1
+        assert db.table("_migrations").count == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     def test_new_storage_has_no_checkpoint(self, tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The HTTP stack's own ceiling: gunicorn gthread (+ Flask) with no log work.
+
+Serves bench/_floor_app.py (raw WSGI, and a Flask route that parses the JSON
+body and jsonifies an answer the size of a real entry answer) with the same
+gunicorn options as ``aer log serve`` and drives it with the same client
+processes as ingest_http.py, posting the same signed entries. Whatever
+ingest_http.py reaches is bounded by this; server CPU per request here is
+the stack's share of the per-submission cost.
+
+Usage:
+    .venv/bin/python bench/http_floor.py --size 6000 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from typing import Any
+
+import _common as c
+import ingest_http as ih
+
+
+def serve(app: str, workers: int, threads: int, port: int) -> subprocess.Popen[bytes]:
+    args = [
+        str(c.VENV_BIN / "gunicorn"),
+        "--chdir",
+        str(c.BENCH),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
+        f"_floor_app:{app}",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if c.http_get("127.0.0.1", port, "/healthz", timeout=2)[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("floor server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size", type=int, default=6000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    entries = c.signed_entries(args.size)
+    result: dict[str, Any] = {
+        "benchmark": "http_floor",
+        "machine": c.machine_info(),
+        "params": {k: v for k, v in vars(args).items() if k != "out"},
+        "runs": [],
+    }
+    for app in ("wsgi", "flask_app"):
+        for workers in [int(x) for x in args.workers.split(",")]:
+            port = c.free_port()
+            proc = serve(app, workers, args.threads, port)
+            try:
+                pids = c.process_tree(proc.pid)
+                cpu0 = c.cpu_seconds(pids)
+                raw = ih.drive(port, entries, args.clients, args.seconds)
+                cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+            res = ih.summarize(raw, args.seconds, args.seconds * 0.1)
+            n = max(res["created_201"], 1)
+            res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
+            res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
+            c.log(
+                f"floor {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
+                f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
+            )
+            result["runs"].append({"app": app, "workers": workers, "threads": args.threads, **res})
+    c.emit("http_floor", result, args.out)
+
+
+if __name__ == "__main__":
+    main()
