@@ -188,6 +188,10 @@ def storage_floor(
         try:
             storage = SQLiteStorage(base / "log.db", synchronous=synchronous)
             conn = storage._db().conn
+            # The floor writes one row per hash (the pre-m002 layout) to show what packing saves.
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL)"
+            )
             if "whatif_entries" in what:
                 conn.execute("DROP INDEX idx_entries_leaf")
             prefix = what == "whatif_entries_int64_leaf_prefix_index"

@@ -3,6 +3,7 @@
 * ``/api/v1/log/...``, ``/api/v1/index/retrieve`` — the Rekor v1 REST API;
 * ``/api/v2/checkpoint``, ``/api/v2/tile/...`` — C2SP tlog-tiles (read-only);
 * ``/api/v1/records`` — AER's records search for auditors;
+* ``/api/v1/blobs/sha256:<hex>`` — the content-addressed store of replay material;
 * ``/api/openapi.json``, ``/healthz``.
 
 Every error is JSON ``{"code": <status>, "message": <text>}``; bad input never
@@ -30,7 +31,9 @@ from log_server.errors import (
     BadRequest,
     LogServerError,
     NotFound,
+    PayloadTooLarge,
     Unavailable,
+    Unprocessable,
     UnsupportedMediaType,
 )
 from log_server.log import Sequencer, TransparencyLog
@@ -51,12 +54,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "SUBMIT_TIMEOUT": 30.0,
     "MAX_PAGE": 500,
+    "MAX_BLOB_SIZE": 8 * 1024 * 1024,
 }
 
 rekor = Blueprint("rekor", __name__, url_prefix="/api/v1")
 tiles = Blueprint("tiles", __name__, url_prefix="/api/v2")
 records = Blueprint("records", __name__, url_prefix="/api/v1/records")
 meta = Blueprint("meta", __name__)
+blobs = Blueprint("blobs", __name__, url_prefix="/api/v1/blobs")
 
 
 class LogService:
@@ -94,7 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     log.ensure_checkpoint()
     sequencer = Sequencer(log, max_batch=app.config["MAX_BATCH"], max_wait=app.config["MAX_WAIT"])
     app.extensions["aer"] = LogService(log, sequencer, dict(app.config))
-    for bp in (rekor, tiles, records, meta):
+    for bp in (rekor, tiles, records, blobs, meta):
         app.register_blueprint(bp)
     app.register_error_handler(LogServerError, _log_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -118,7 +123,7 @@ def _http_error(e: HTTPException) -> Response:
     messages = {
         404: "no such resource",
         405: "method not allowed here",
-        413: f"request body too large (limit {current_app.config['MAX_CONTENT_LENGTH']} bytes)",
+        413: f"request body too large (limit {request.max_content_length} bytes)",
     }
     return _error(status, messages.get(status, e.description or e.name))
 
@@ -469,6 +474,49 @@ def get_record(uuid: str) -> Response:
             "logEntry": log.entry_answer(entry),
         }
     )
+
+
+# -- blobs -------------------------------------------------------------------
+
+_BLOB = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def _blob_name(name: str) -> str:
+    if not _BLOB.fullmatch(name):
+        raise BadRequest(f"a blob is named sha256:<64 lowercase hex>, not {name[:80]!r}")
+    return name
+
+
+@blobs.put("/<name>")
+def put_blob(name: str) -> Response:
+    """Store a blob under its SHA-256 (checked): 201 when new, 200 when already there."""
+    name = _blob_name(name)
+    limit = int(_svc().config["MAX_BLOB_SIZE"])
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"blob is {request.content_length} bytes; the limit is {limit}")
+    data = request.get_data(cache=False)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"blob is {len(data)} bytes; the limit is {limit}")
+    found = "sha256:" + hashlib.sha256(data).hexdigest()
+    if found != name:
+        raise Unprocessable(f"the content's digest is {found}, not {name}")
+    created = _svc().log.storage.put_blob(name, data)
+    resp = jsonify({"digest": name, "size": len(data), "created": created})
+    resp.status_code = 201 if created else 200
+    resp.headers["Location"] = f"/api/v1/blobs/{name}"
+    return resp
+
+
+@blobs.get("/<name>")
+def get_blob(name: str) -> Response:
+    """Return a blob's exact bytes (the client re-hashes them)."""
+    data = _svc().log.storage.get_blob(_blob_name(name))
+    if data is None:
+        raise NotFound(f"no blob {name}")
+    resp = Response(data, mimetype="application/octet-stream")
+    resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return resp
 
 
 # -- meta ----------------------------------------------------------------------

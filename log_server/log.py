@@ -41,7 +41,7 @@ class Integrated:
     index: int
     integrated_time: int
     checkpoint: StoredCheckpoint
-    proof: tuple[bytes, ...] = ()
+    proof: tuple[bytes, ...] | None = None
 
 
 class TransparencyLog:
@@ -99,7 +99,9 @@ class TransparencyLog:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def integrate(self, batch_entries: list[PreparedEntry]) -> list[Integrated | Conflict]:
+    def integrate(
+        self, batch_entries: list[PreparedEntry], *, with_proofs: bool = False
+    ) -> list[Integrated | Conflict]:
         """Append a batch in one durable transaction with its new checkpoint.
 
         Steps:
@@ -109,7 +111,8 @@ class TransparencyLog:
               the stored hashes to write;
           (4) write leaves, hashes, index terms and records, and the checkpoint
               signed over the new root;
-          (5) compute each new entry's inclusion proof at the new size; commit.
+          (5) with ``with_proofs`` (the HTTP path), compute each new entry's
+              inclusion proof at the new size; commit.
 
         Returns:
             For each entry, where it landed or the Conflict to answer.
@@ -156,7 +159,7 @@ class TransparencyLog:
             # (5) the inclusion proofs for the answers, read through one memo:
             # the hashes just written are in memory, and entries of one batch
             # share most of their audit paths.
-            memo = {hashes_start + j: h for j, h in enumerate(stored)}
+            memo = {hashes_start + j: h for j, h in enumerate(stored)} if with_proofs else {}
 
             def read(indexes: Sequence[int]) -> list[bytes]:
                 missing = [j for j in indexes if j not in memo]
@@ -165,11 +168,15 @@ class TransparencyLog:
                 return [memo[j] for j in indexes]
 
             proofs = [
-                tuple(merkle.prove_inclusion(size + k, cr.size, read)) for k in range(len(fresh))
+                tuple(merkle.prove_inclusion(size + k, cr.size, read)) if with_proofs else ()
+                for k in range(len(fresh))
             ]
         for k, (i, _) in enumerate(fresh):
             results[i] = Integrated(
-                index=size + k, integrated_time=now, checkpoint=cp, proof=proofs[k]
+                index=size + k,
+                integrated_time=now,
+                checkpoint=cp,
+                proof=proofs[k] if with_proofs else None,
             )
         return [r for r in results if r is not None]
 
@@ -328,7 +335,7 @@ class Sequencer:
             if stop:
                 return
             try:
-                results = self.log.integrate([e for e, _ in batch])
+                results = self.log.integrate([e for e, _ in batch], with_proofs=True)
             except BaseException as e:  # answer every waiter, keep serving
                 for _, fut in batch:
                     fut.set_exception(Unavailable(f"the log could not integrate the entry: {e}"))

@@ -149,6 +149,14 @@ class Storage(Protocol):
         """Open a write transaction: a context manager yielding a :class:`WriteBatch`."""
         ...
 
+    def put_blob(self, digest: str, data: bytes) -> bool:
+        """Store a blob under its (already checked) digest; True if it was new."""
+        ...
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """Return the blob named ``digest``, or None."""
+        ...
+
 
 # -- SQLite ------------------------------------------------------------------
 
@@ -242,7 +250,22 @@ def m002_packed_hashes(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE hashes")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_packed_hashes]
+def m003_blobs(db: sqlite_utils.Database) -> None:
+    """Create the content-addressed ``blobs`` table (replay material, by SHA-256)."""
+    db.table("blobs").create(
+        {"digest": str, "data": bytes, "size": int, "created_at": float},
+        pk="digest",
+        not_null={"data", "size", "created_at"},
+        if_not_exists=True,
+        strict=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_initial,
+    m002_packed_hashes,
+    m003_blobs,
+]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
@@ -534,6 +557,21 @@ class SQLiteStorage:
         db = self._db()
         with db.atomic():
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def put_blob(self, digest: str, data: bytes) -> bool:
+        """Insert the blob unless present; return True if this call stored it."""
+        db = self._db()
+        with db.atomic():
+            cur = db.execute(
+                "INSERT OR IGNORE INTO blobs (digest, data, size, created_at) VALUES (?, ?, ?, ?)",
+                (digest, data, len(data), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """Return the blob named ``digest``, or None."""
+        row = self._db().execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return bytes(row[0]) if row else None
 
     @contextmanager
     def write(self) -> Iterator[_SQLiteBatch]:
