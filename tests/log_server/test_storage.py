@@ -72,7 +72,7 @@ def _leaves(log: TransparencyLog) -> list[bytes]:
 class TestMigrations:
     def test_migrate_fresh_database_once(self, tmp_path: Path) -> None:
         db = sqlite_utils.Database(tmp_path / "x.db")
-        assert migrate(db) == ["m001_initial", "m002_packed_hashes"]
+        assert migrate(db) == ["m001_initial", "m002_packed_hashes", "m003_blobs"]
         assert migrate(db) == []
         assert {"meta", "entries", "hash_rows", "checkpoint", "terms", "records"} <= set(
             db.table_names()
@@ -81,7 +81,9 @@ class TestMigrations:
         assert [r["name"] for r in db.table("_migrations").rows] == [
             "m001_initial",
             "m002_packed_hashes",
+            "m003_blobs",
         ]
+        assert "blobs" in db.table_names()
 
     def test_m002_packs_existing_hashes(self, tmp_path: Path) -> None:
         from log_server.storage import (
@@ -110,7 +112,7 @@ class TestMigrations:
         second.close()
         db = sqlite_utils.Database(path)
         assert migrate(db) == []
-        assert db.table("_migrations").count == 2
+        assert db.table("_migrations").count == 3
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     def test_new_storage_has_no_checkpoint(self, tmp_path: Path) -> None:
