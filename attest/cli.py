@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attest import policycmd
+from attest import policycmd, replaycmd
 from attest.errors import AttestError
 from attest.keys import generate_key_pair, load_private_key
 from attest.keystore import remember_public_key
@@ -21,7 +21,7 @@ from attest.record import record_command, write_atomic
 from attest.signing import KeySigner
 from attest.submit import Submitted, submit_bundle
 from log_server import cli as log_cli
-from verifier import admission_cli
+from verifier import admission_cli, audit_cli
 from verifier import cli as verifier_cli
 from verifier.bundle import format_bundle, parse_bundle
 from verifier.cli import EXIT_CODES_HELP, print_json, read_file, run
@@ -107,6 +107,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         events_file=Path(args.events) if args.events else None,
         include_content=args.include_content,
         add_trailer=not args.no_trailer,
+        store=args.store,
     )
     write_atomic(Path(args.out), result.statement_bytes)
     outputs = result.statement["predicate"]["outputs"]
@@ -281,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not add the 'Agent-Run: <run id>' trailer to the run's commits",
     )
+    p.add_argument(
+        "--store",
+        metavar="DIR_OR_URL",
+        help="content-addressed store for replay material: a directory or a log URL "
+        "(default: .git/aer/store)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     p.set_defaults(func=cmd_record)
 
@@ -376,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     verifier_cli.register_gate(sub)
     admission_cli.register(sub)
     policycmd.register(sub)
+    replaycmd.register(sub)
+    audit_cli.register(sub)
     return parser
 
 

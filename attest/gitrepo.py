@@ -101,7 +101,16 @@ class DiffStat:
 def diff(repo: Path, old: str, new: str | None) -> DiffStat:
     """Return the binary diff from ``old`` to ``new`` (or the work tree if None)."""
     args = [old] if new is None else [old, new]
-    patch = git(repo, "diff", "--binary", "--no-color", "--no-ext-diff", *args)
+    patch = git(
+        repo,
+        "diff",
+        "--binary",
+        "--no-color",
+        "--no-ext-diff",
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+        *args,
+    )
     numstat = git(repo, "diff", "--numstat", "-z", "--no-renames", *args)
     ins = dels = 0
     paths: list[str] = []

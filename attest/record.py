@@ -15,6 +15,7 @@ from attest.errors import AttestError, EventsError
 from attest.events import ingest_events
 from attest.recorder import Recorder
 from attest.signing import check_statement
+from attest.store import open_store
 from verifier.errors import AerError
 
 TRAILER = "Agent-Run"
@@ -108,6 +109,7 @@ def record_command(
     include_content: bool = False,
     env: Mapping[str, str] | None = None,
     add_trailer: bool = True,
+    store: str | None = None,
 ) -> RecordResult:
     """Run ``command`` in ``repo`` and return the recorded Statement.
 
@@ -120,6 +122,10 @@ def record_command(
     Without ``events_file`` the events go to
     ``<git dir>/aer/runs/<run id>/events.jsonl``, which is kept (never inside
     the work tree, so it cannot be committed by accident).
+
+    Replay material goes to ``store`` (a directory or a log URL; default
+    ``<git dir>/aer/store``): each commit's patch, the contents and tool
+    arguments/results the events file carried, and the events file itself.
 
     Raises:
         AttestError: the command cannot be started, or the record is invalid.
@@ -135,8 +141,10 @@ def record_command(
         "program": Path(command[0]).name,
         "digest": {"sha256": hashlib.sha256("\0".join(command).encode()).hexdigest()},
     }
+    blob_store = open_store(store, gitrepo.git_dir(gitrepo.repo_root(repo)))
     rec = Recorder(
         repo,
+        store=blob_store,
         task=task,
         sponsor=sponsor,
         agent=agent,
@@ -168,6 +176,12 @@ def record_command(
     except KeyboardInterrupt:
         status = 130
     applied = ingest_events(rec, events_file)
+    try:
+        events_data = events_file.read_bytes()
+    except OSError as e:
+        raise EventsError(f"cannot read events file {events_file}: {e.strerror}") from e
+    if events_data:
+        rec.add_material("events", events_data, "application/x-ndjson")
     statement = rec.finish(exit_status=status)
     data = rec.statement_bytes()
     try:

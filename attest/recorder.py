@@ -36,6 +36,7 @@ from typing import Any
 import predicates
 from attest import gitrepo
 from attest.errors import AttestError, GitError
+from attest.store import Store
 from verifier.jsonutil import dumps_canonical
 from verifier.subjects import commit_subject, run_subject
 
@@ -48,19 +49,26 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def bytes_of(value: Any) -> tuple[bytes, str]:
+    """Return the exact bytes :func:`digest_of` hashes for ``value``, and their media type.
+
+    Bytes are taken as they are, strings as UTF-8, other values as their
+    RFC 8785 canonical JSON encoding.
+    """
+    if isinstance(value, bytes):
+        return value, "application/octet-stream"
+    if isinstance(value, str):
+        return value.encode("utf-8"), "text/plain; charset=utf-8"
+    return dumps_canonical(value), "application/json"
+
+
 def digest_of(value: Any) -> dict[str, str]:
     """Return the in-toto DigestSet ``{"sha256": ...}`` of ``value``.
 
     Bytes are hashed as they are, strings as UTF-8, other values as their
     RFC 8785 canonical JSON encoding.
     """
-    if isinstance(value, bytes):
-        data = value
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
-    else:
-        data = dumps_canonical(value)
-    return {"sha256": gitrepo.sha256_hex(data)}
+    return {"sha256": gitrepo.sha256_hex(bytes_of(value)[0])}
 
 
 def parse_identity(value: str | Mapping[str, Any], issuer: str | None = None) -> dict[str, Any]:
@@ -150,6 +158,7 @@ class Recorder:
         include_content: bool = False,
         run_id: str | None = None,
         env: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         """Prepare a recorder.
 
@@ -165,6 +174,9 @@ class Recorder:
             include_content: keep task text and other content in clear.
             run_id: the run's UUID (generated if not given).
             env: environment to read CI facts from (default ``os.environ``).
+            store: content-addressed store to keep replay material in (each
+                commit's patch, context contents, tool arguments and results
+                the recorder hashed); None keeps nothing.
 
         Raises:
             GitError: ``repo`` is not in a git work tree.
@@ -193,6 +205,24 @@ class Recorder:
         self._started_at: str | None = None
         self._t0 = 0.0
         self._statement: dict[str, Any] | None = None
+        self.store = store
+        self._materials: list[dict[str, Any]] = []
+
+    def add_material(self, name: str, value: Any, media_type: str | None = None) -> dict[str, str]:
+        """Keep ``value`` (the exact bytes :func:`digest_of` hashes) in the store.
+
+        Returns the value's DigestSet; without a store only the digest is
+        computed and nothing is listed in ``replay.materials``.
+        """
+        data, kind = bytes_of(value)
+        digest = {"sha256": gitrepo.sha256_hex(data)}
+        if self.store is None:
+            return digest
+        self.store.put(data)
+        item = {"name": name, "digest": digest, "mediaType": media_type or kind}
+        if not any(m["digest"] == digest and m["name"] == name for m in self._materials):
+            self._materials.append(item)
+        return digest
 
     def _build_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"title": str(task["title"])}
@@ -302,7 +332,10 @@ class Recorder:
             item["name"] = name
         if uri:
             item["uri"] = uri
-        item["digest"] = dict(digest) if digest is not None else digest_of(content)
+        if digest is not None:
+            item["digest"] = dict(digest)
+        else:
+            item["digest"] = self.add_material(f"context:{uri or name}", content, media_type)
         if media_type:
             item["mediaType"] = media_type
         if retrieved_by:
@@ -331,16 +364,17 @@ class Recorder:
         """Append a completed tool call (arguments and result by digest)."""
         call: dict[str, Any] = {"sequence": len(self._tool_calls), "name": name}
         call["callId"] = call_id or f"call-{len(self._tool_calls)}"
+        cid = call["callId"]
         if tool_type:
             call["type"] = tool_type
         if arguments_digest is not None:
             call["argumentsDigest"] = dict(arguments_digest)
         elif arguments is not None:
-            call["argumentsDigest"] = digest_of(arguments)
+            call["argumentsDigest"] = self.add_material(f"tool:{cid}:arguments", arguments)
         if result_digest is not None:
             call["resultDigest"] = dict(result_digest)
         elif result is not None:
-            call["resultDigest"] = digest_of(result)
+            call["resultDigest"] = self.add_material(f"tool:{cid}:result", result)
         call["startedAt"] = started_at or utc_now()
         call["finishedAt"] = finished_at or call["startedAt"]
         if status not in ("ok", "error", "denied"):
@@ -478,6 +512,8 @@ class Recorder:
             }
             if patch:
                 op["paths"] = list(patch.paths)
+            if self.store is not None:
+                self.store.put(patch.patch if patch else b"")
             operations.append(op)
         bounds: dict[str, Any] = {"startedAt": self._started_at, "finishedAt": finished_at}
         if exit_status is not None:
@@ -498,7 +534,7 @@ class Recorder:
             "policyEvaluations": self._policy,
             "outputs": outputs,
             "bounds": bounds,
-            "replay": {"operations": operations},
+            "replay": self._replay(operations),
         }
         if commits:
             subjects = [commit_subject(c, gitrepo.commit_object(repo, c)) for c in commits]
@@ -510,6 +546,14 @@ class Recorder:
             "predicateType": predicates.AGENT_EXECUTION_V0_1,
             "predicate": json.loads(json.dumps(predicate)),
         }
+
+    def _replay(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        replay: dict[str, Any] = {"operations": operations}
+        if self.store is not None:
+            replay["store"] = self.store.location
+            if self._materials:
+                replay["materials"] = [dict(m) for m in self._materials]
+        return replay
 
     def statement(self) -> dict[str, Any]:
         """Return the Statement (after :meth:`finish` or the ``with`` block)."""

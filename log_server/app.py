@@ -340,7 +340,13 @@ def tile(rest: str) -> Response:
         if t.width > available:
             raise NotFound(f"entry bundle {rest} does not exist (tree size {size})")
         start = t.n * merkle.TILE_WIDTH
-        data = merkle.format_entry_bundle(log.storage.leaf_bodies(start, t.width))
+        bodies = log.storage.leaf_bodies(start, t.width)
+        if len(bodies) != t.width:
+            raise LogServerError(
+                f"storage is missing entries {start}..{start + t.width - 1} "
+                f"({len(bodies)} of {t.width} found); the log database is damaged"
+            )
+        data = merkle.format_entry_bundle(bodies)
     else:
         level = t.level * merkle.TILE_HEIGHT
         available = min(merkle.TILE_WIDTH, (size >> level) - t.n * merkle.TILE_WIDTH)

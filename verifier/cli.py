@@ -38,7 +38,8 @@ EXIT_CODES_HELP = """exit codes:
   6  subject mismatch (commit not covered, repository rewritten)
   7  transparency log failure (inclusion proof, checkpoint, consistency)
   8  identity or policy failure
-  9  no record found (deploy gate)"""
+  9  no record found (deploy gate)
+  10 rollback conflict (aer rollback: nothing was changed)"""
 
 
 def read_file(path: str, what: str) -> bytes:

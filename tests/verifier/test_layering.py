@@ -22,6 +22,8 @@ CORE = [
     "policy",
     "errors",
     "jsonutil",
+    "audit",
+    "witness",
 ]
 FORBIDDEN = ["flask", "werkzeug", "sqlite3", "sqlite_utils", "gunicorn", "prometheus_client"]
 

@@ -1,0 +1,393 @@
+"""Command-line registration of ``aer replay`` and ``aer import-otel``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from attest import gitrepo
+from attest.replay import ReplayReport, replay_predicate
+from attest.store import open_store
+from verifier.bundle import parse_bundle
+from verifier.cli import EXIT_CODES_HELP, print_json, read_file
+from verifier.errors import InputError
+from verifier.keys import load_public_key
+from verifier.logclient import load_log_key
+from verifier.verify import verify_record
+
+NOT_REPRODUCED = 6
+"""Exit code when the replay diverges or material is missing or altered."""
+
+
+def _notice(message: str) -> None:
+    print(f"aer: {message}", file=sys.stderr)
+
+
+def _print_report(r: ReplayReport) -> None:
+    lines = [f"replay of run {r.run_id}: {r.steps_applied}/{r.steps_total} step(s) applied"]
+    if r.divergence:
+        lines.append("  " + r.divergence.describe())
+    lines.append(
+        f"  materials   {r.materials_checked} checked, {len(r.material_problems)} problem(s)"
+    )
+    for m in r.material_problems:
+        detail = f": {m.detail}" if m.detail else ""
+        lines.append(f"    {m.problem} {m.name} {m.digest}{detail}")
+    if r.stopped_after is not None:
+        lines.append(f"stopped after step {r.stopped_after}; worktree left at {r.worktree}")
+    elif r.reproduced:
+        lines.append("reproduced")
+    else:
+        if r.divergence is None and r.found_tree == r.expected_tree:
+            lines.append(f"  tree        {r.found_tree} matches the record")
+        lines.append("not reproduced")
+    print("\n".join(lines))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Handle ``aer replay``."""
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    key = load_public_key(read_file(args.key, "public key"))
+    log_key = load_log_key(args.log_key, notice=_notice) if args.log_key else None
+    verified = verify_record(bundle, key, log_key=log_key)
+    if log_key is None and not args.json:
+        _notice("the record's log entry was not checked; pass --log-key PEM_OR_URL to check it")
+    repo = gitrepo.repo_root(Path(args.repo))
+    store = open_store(args.store, gitrepo.git_dir(repo))
+    report = replay_predicate(verified.statement.predicate, repo, store, stop_after=args.step)
+    if args.json:
+        out: dict[str, Any] = {"checks": list(verified.checks), **report.to_dict()}
+        print_json(out)
+    else:
+        _print_report(report)
+    if report.divergence or report.material_problems:
+        return NOT_REPRODUCED
+    return 0
+
+
+def cmd_import_otel(args: argparse.Namespace) -> int:
+    """Handle ``aer import-otel``: OTLP/JSON GenAI spans -> events (JSON lines)."""
+    import os
+
+    from attest.otel import format_events, otlp_events, parse_otlp
+
+    events = otlp_events(parse_otlp(read_file(args.trace, "trace")))
+    data = format_events(events)
+    target = args.events or os.environ.get("AER_EVENTS_FILE")
+    if target and target != "-":
+        try:
+            with open(target, "ab") as f:
+                f.write(data)
+        except OSError as e:
+            raise InputError(f"cannot append to events file {target}: {e.strerror}") from e
+        _notice(f"appended {len(events)} event(s) to {target}")
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
+def _sponsor(args: argparse.Namespace, repo: Path) -> str:
+    import os
+
+    if args.sponsor:
+        return str(args.sponsor)
+    value = os.environ.get("AER_SPONSOR") or gitrepo.config_value(repo, "user.email")
+    if not value:
+        raise InputError("no sponsor: pass --sponsor EMAIL (or set AER_SPONSOR)")
+    return value
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Handle ``aer rollback``."""
+    import json
+
+    from attest.record import write_atomic
+    from attest.rollback import execute_rollback, plan_rollback, select_runs
+    from verifier.gate import GateTrust
+    from verifier.logclient import LogClient
+
+    repo = gitrepo.repo_root(Path(args.repo))
+    client = LogClient(args.log)
+    trust = None
+    if args.key:
+        keys = [load_public_key(read_file(k, "public key")) for k in args.key]
+        log_key = load_log_key(args.log_key or args.log, notice=_notice)
+        trust = GateTrust(keys=keys, log=client, log_key=log_key)
+    filters = {
+        k: v
+        for k, v in (
+            ("agent", args.agent),
+            ("sponsor", args.sponsor_filter),
+            ("repository", args.repository),
+            ("decision", args.decision),
+            ("since", args.since),
+            ("until", args.until),
+        )
+        if v
+    }
+    if not args.record and not filters.keys() & {"agent", "sponsor", "repository", "decision"}:
+        raise InputError(
+            "select runs with --record, --agent, --sponsor, --repository or --decision"
+        )
+    target = args.target or gitrepo.current_branch(repo)
+    if not target:
+        raise InputError("HEAD is detached: pass --target BRANCH")
+    runs = select_runs(client, record=args.record, filters=filters, trust=trust)
+    plan = plan_rollback(repo, target, runs)
+    if args.dry_run:
+        if args.json:
+            print_json({"dryRun": True, "target": target, "branch": args.branch, **plan.to_dict()})
+        else:
+            print(
+                f"would revert {len(plan.reverts)} commit(s) of {len(runs)} run(s) "
+                f"on a new branch {args.branch} from {target}:"
+            )
+            for rv in plan.reverts:
+                print(f"  {rv.commit[:12]}  {rv.subject}  (record {rv.run_uuid[:12]})")
+            for c in plan.skipped:
+                print(f"  {c[:12]}  not in {target}'s history: skipped")
+        return 0
+    statement = execute_rollback(
+        repo,
+        plan,
+        target=target,
+        branch=args.branch,
+        sponsor=_sponsor(args, repo),
+        log_url=args.log,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            gitrepo.git_dir(repo)
+            / "aer"
+            / "runs"
+            / statement["predicate"]["runId"]
+            / "statement.json"
+        )
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, (json.dumps(statement, indent=2, ensure_ascii=False) + "\n").encode())
+    if args.json:
+        print_json(
+            {"target": target, "branch": args.branch, "statement": str(out), **plan.to_dict()}
+        )
+    else:
+        print(
+            f"reverted {len(plan.reverts)} commit(s) on new branch {args.branch} "
+            f"(target {target} unchanged)"
+        )
+        for rv in plan.reverts:
+            print(f"  {rv.commit[:12]} -> {str(rv.revert_commit)[:12]}  {rv.subject}")
+        print(f"rollback record: {out} (sign and log it with 'aer sign --key KEY --log URL')")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Handle ``aer show``."""
+    from attest.show import find_records, format_records
+    from verifier.gate import GateTrust
+    from verifier.logclient import LogClient
+
+    repo = gitrepo.repo_root(Path(args.repo))
+    client = LogClient(args.log)
+    trust = None
+    if args.key:
+        keys = [load_public_key(read_file(k, "public key")) for k in args.key]
+        trust = GateTrust(keys, client, load_log_key(args.log_key or args.log, notice=_notice))
+    found = find_records(repo, args.commit, client, trust)
+    if args.json:
+        print_json(found.to_dict())
+    else:
+        print(format_records(found))
+    return 0
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    """Handle ``aer hook``: one tool-use hook object on stdin -> an event."""
+    import json
+    import os
+
+    from attest.hooks import HookError, handle_hook
+
+    target = args.events or os.environ.get("AER_EVENTS_FILE")
+    data = sys.stdin.buffer.read()
+    if not target:
+        return 0  # not inside 'aer record': nothing to record
+    try:
+        payload = json.loads(data)
+    except ValueError as e:
+        raise HookError(f"hook input is not JSON: {e}") from e
+    try:
+        handle_hook(payload, Path(target))
+    except OSError as e:
+        raise InputError(f"cannot write events file {target}: {e.strerror}") from e
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    """Handle ``aer note``: map a logged record's commits to its log entry in git notes."""
+    from attest.show import NOTES_REF, write_note
+
+    repo = gitrepo.repo_root(Path(args.repo))
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    key = load_public_key(read_file(args.key, "public key"))
+    log_key = load_log_key(args.log_key, notice=_notice)
+    verified = verify_record(bundle, key, repo=repo, log_key=log_key)
+    assert verified.log_entry is not None
+    uuid = verified.log_entry.uuid
+    for commit in verified.commits_checked:
+        write_note(repo, commit, uuid, args.log)
+    if args.json:
+        print_json({"uuid": uuid, "commits": list(verified.commits_checked), "ref": NOTES_REF})
+    else:
+        print(f"noted record {uuid} on {len(verified.commits_checked)} commit(s) in {NOTES_REF}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``replay``, ``rollback``, ``show``, ``note``, ``hook``, ``import-otel``."""
+    p = sub.add_parser(
+        "note",
+        help="add git notes (refs/notes/aer) mapping a logged record's commits to its entry",
+        description=(
+            "Verify BUNDLE (signature, commits recomputed in --repo, log entry under "
+            "--log-key) and append 'Record: <uuid>' to the refs/notes/aer note of each "
+            "commit it covers, so 'aer show' finds the record from the commit. Push the "
+            "notes with 'git push origin refs/notes/aer'."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="a logged bundle (aer sign --log / submit)")
+    p.add_argument("--repo", default=".", metavar="PATH", help="the repository (default .)")
+    p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
+    p.add_argument(
+        "--log-key", required=True, metavar="PEM_OR_URL", help="trusted log key (file or URL)"
+    )
+    p.add_argument("--log", metavar="URL", help="the log's URL, written in the note")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser(
+        "hook",
+        help="record a coding agent's pre/post tool-use hook call (JSON on stdin)",
+        description=(
+            "Read one pre_tool_use/post_tool_use hook object (or PreToolUse/PostToolUse) on "
+            "standard input and append the tool call to $AER_EVENTS_FILE. Does nothing outside "
+            "'aer record'. See docs/events.md for the format and an example hook."
+        ),
+    )
+    p.add_argument("--events", metavar="FILE", help="events file (default $AER_EVENTS_FILE)")
+    p.set_defaults(func=cmd_hook)
+
+    p = sub.add_parser(
+        "show",
+        help="show the records covering a commit: task, sponsor, agent, policies, tool calls",
+        description=(
+            "Find the records covering COMMIT (its Agent-Run trailer, git notes under "
+            "refs/notes/aer, and the log's records API by commit), fetch them from the log "
+            "(verified with --key) and print task, sponsor, agent, policies and the tool-call "
+            "timeline."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("commit", metavar="COMMIT", help="a commit (any revision)")
+    p.add_argument("--repo", default=".", metavar="PATH", help="the repository (default .)")
+    p.add_argument("--log", required=True, metavar="URL", help="the AER log")
+    p.add_argument("--key", action="append", metavar="PUB", help="verify records with this key")
+    p.add_argument("--log-key", metavar="PEM_OR_URL", help="log key (with --key; default pinned)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "rollback",
+        help="revert the commits of selected agent runs on a new branch",
+        description=(
+            "Select runs through the log's records API, compute the commits they produced "
+            "that are still in the target branch's history, and revert them newest first on "
+            "a new branch (the target is never modified, history never rewritten). Any "
+            "conflict is reported per commit with its files and nothing is left behind "
+            "(exit 10). Writes the rollback's own agent execution record (sponsor: you)."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sel = p.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--record", metavar="UUID", help="one record (log entry uuid)")
+    sel.add_argument("--agent", metavar="ID", help="every run of this agent")
+    sel.add_argument("--sponsor", dest="sponsor_filter", metavar="ID", help="runs of this sponsor")
+    p.add_argument("--repository", metavar="URI", help="only runs on this repository")
+    p.add_argument("--decision", choices=["allow", "deny", "warn", "none"], help="policy decision")
+    p.add_argument("--since", metavar="T", help="logged at or after T (RFC 3339 or Unix seconds)")
+    p.add_argument("--until", metavar="T", help="logged before T")
+    p.add_argument("--repo", required=True, metavar="PATH", help="the repository")
+    p.add_argument("--log", required=True, metavar="URL", help="the AER log")
+    p.add_argument("--branch", required=True, metavar="NAME", help="new branch for the reverts")
+    p.add_argument("--target", metavar="BRANCH", help="branch to undo runs on (default: current)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be reverted")
+    p.add_argument("--key", action="append", metavar="PUB", help="verify records with this key")
+    p.add_argument("--log-key", metavar="PEM_OR_URL", help="log key (with --key; default pinned)")
+    p.add_argument(
+        "--as",
+        dest="sponsor",
+        metavar="EMAIL",
+        help="you, the rollback's sponsor (default $AER_SPONSOR, then git user.email)",
+    )
+    p.add_argument("--out", metavar="STATEMENT", help="where to write the rollback record")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser(
+        "import-otel",
+        help="turn an OpenTelemetry GenAI trace (OTLP/JSON) into AER events",
+        description=(
+            "Read TRACE, an OTLP/JSON trace export with gen_ai.* span attributes, and append "
+            "the tool calls, models and token usage it describes to the events file (--events, "
+            "default $AER_EVENTS_FILE as set by 'aer record'; '-' or none: standard output). "
+            "See docs/events.md."
+        ),
+    )
+    p.add_argument("trace", metavar="TRACE", help="OTLP/JSON file (one document or JSON lines)")
+    p.add_argument("--events", metavar="FILE", help="events file to append to ('-': stdout)")
+    p.set_defaults(func=cmd_import_otel)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-apply a record's edits from the store and compare with its result",
+        description=(
+            "Verify BUNDLE (signature; with --log-key, log inclusion), check out its base "
+            "commit in a temporary worktree, re-apply the recorded operations in order from "
+            "the content-addressed store (each blob re-hashed), and compare the tree after "
+            "each step and at the end with the record. Every context, tool-result and "
+            "material digest is checked against the store. Prints 'reproduced' and exits 0 "
+            f"only when everything matches; exits {NOT_REPRODUCED} on the first divergent "
+            "step or on missing or altered material. Never runs the agent or a tool."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="the signed record (Sigstore bundle)")
+    p.add_argument("--repo", required=True, metavar="PATH", help="repository with the base commit")
+    p.add_argument(
+        "--store",
+        metavar="DIR_OR_URL",
+        help="content-addressed store: a directory or a log URL (default: .git/aer/store)",
+    )
+    p.add_argument(
+        "--step",
+        type=int,
+        metavar="N",
+        help="stop after step N and leave the worktree for inspection",
+    )
+    p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
+    p.add_argument(
+        "--log-key",
+        metavar="PEM_OR_URL",
+        help="trusted log key: checks the bundle's log entry (as aer verify)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(func=cmd_replay)

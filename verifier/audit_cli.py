@@ -1,0 +1,368 @@
+"""Command-line faces: ``aer audit ...``, ``aer monitor`` and ``aer witness ...``."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from verifier.cli import EXIT_CODES_HELP, print_json, read_file
+
+AUDIT_EXIT_HELP = EXIT_CODES_HELP.replace(
+    "7  transparency log failure (inclusion proof, checkpoint, consistency)",
+    "7  transparency log failure: bad signature, inconsistent or smaller tree, split view,\n"
+    "     or a divergence between what the log serves and what it committed to",
+)
+
+
+def _notice(message: str) -> None:
+    print(f"aer: {message}", file=sys.stderr)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/aer/audit`` (default ``~/.local/state/aer/audit``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "aer" / "audit"
+
+
+def _default_path(url: str, suffix: str) -> Path:
+    tag = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return default_state_dir() / f"{tag}{suffix}"
+
+
+def _update(args: argparse.Namespace) -> tuple[Any, Path]:
+    from verifier.auditor import LogFetcher, load_state, save_state, update_checkpoint
+
+    state_path = Path(args.state) if args.state else _default_path(args.log, ".state.json")
+    fetcher = LogFetcher(args.log)
+    update = update_checkpoint(load_state(state_path), fetcher, args.log_vkey)
+    if update.trusted_on_first_use:
+        _notice(
+            f"trusting the log key {update.state.vkey} on first use "
+            f"(recorded in {state_path}; any other key will be refused)"
+        )
+    save_state(state_path, update.state)
+    return update, state_path
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    """Handle ``aer audit checkpoint``."""
+    update, _ = _update(args)
+    if args.json:
+        print_json(update.to_dict())
+    else:
+        cp = update.checkpoint
+        print(
+            f"ok: {cp.origin} size {update.old_size} -> {cp.size} consistent "
+            f"({update.proof_length} proof hashes), root {cp.root_hash.hex()}"
+        )
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on standard error."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.first: int | None = None
+        self.last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.first is None:
+            self.first = done
+        now = time.monotonic()
+        if done < total and now - self.last_draw < 0.2:
+            return
+        self.last_draw = now
+        rate = (done - (self.first or 0)) / max(now - self.start, 1e-6)
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\raer audit: [{bar}] {done}/{total} entries ({rate:,.0f}/s){end}")
+        sys.stderr.flush()
+
+
+def cmd_audit_full(args: argparse.Namespace) -> int:
+    """Handle ``aer audit full``."""
+    from verifier.auditor import LogFetcher, full_audit
+
+    update, state_path = _update(args)
+    progress_path = (
+        Path(args.progress) if args.progress else state_path.with_suffix(".progress.json")
+    )
+    bar = _Progress(not args.no_progress and not args.json)
+    report = full_audit(
+        update.state,
+        LogFetcher(args.log),
+        progress_path=progress_path,
+        check_records=not args.skip_records,
+        on_progress=bar,
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        rate = report.entries / report.seconds if report.seconds > 0 else 0.0
+        print(
+            f"ok: {report.origin} size {report.size}: {report.entries} entries recomputed "
+            f"(resumed from {report.resumed_from}), {report.records} stored envelopes match "
+            f"their leaves, root {report.root_hash.hex()} matches the signed checkpoint "
+            f"({report.seconds:.1f}s, {rate:,.0f} entries/s)"
+        )
+    return 0
+
+
+def cmd_audit_inclusion(args: argparse.Namespace) -> int:
+    """Handle ``aer audit inclusion``."""
+    from verifier.auditor import LogFetcher, audit_inclusion
+    from verifier.bundle import parse_bundle
+    from verifier.errors import InputError
+
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    if not bundle.tlog_entries:
+        raise InputError(f"the bundle {args.bundle} has no transparency log entry")
+    update, _ = _update(args)
+    report = audit_inclusion(bundle.tlog_entries[0], update.state, LogFetcher(args.log))
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(
+            f"ok: entry {report.log_index} included; bundle checkpoint (size "
+            f"{report.bundle_size}) consistent with the log's (size {report.size})"
+        )
+    return 0
+
+
+def cmd_witness_vkey(args: argparse.Namespace) -> int:
+    """Handle ``aer witness vkey``."""
+    from verifier.witness_server import WitnessStore
+
+    print(WitnessStore(Path(args.data), args.name).vkey())
+    return 0
+
+
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    """Handle ``aer witness serve``."""
+    from verifier.witness_server import WitnessStore, create_app, serve
+
+    store = WitnessStore(Path(args.data), args.name)
+    app = create_app(store, args.log_vkey)
+    _notice(
+        f"witness {store.vkey()} on http://{args.host}:{args.port}/add-checkpoint "
+        f"for {len(args.log_vkey)} log key(s)"
+    )
+    serve(app, args.host, args.port)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Handle ``aer monitor``."""
+    import json
+
+    from verifier.auditor import LogFetcher
+    from verifier.errors import InputError
+    from verifier.monitor import Follower, WatchList, load_signer_ids, webhook_emitter
+
+    watch = WatchList(
+        sponsors=frozenset(args.sponsor or []),
+        agents=frozenset(args.agent or []),
+        repositories=frozenset(args.repository or []),
+        decisions=frozenset(args.decision or []),
+        expected_signers=load_signer_ids(args.expected_signer) if args.expected_signer else None,
+    )
+    hook = webhook_emitter(args.webhook, _notice) if args.webhook else None
+
+    def emit(alert: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(alert, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        if hook is not None:
+            hook(alert)
+
+    follower = Follower(
+        LogFetcher(args.log),
+        Path(args.state) if args.state else _default_path(args.log, ".monitor.json"),
+        watch,
+        emit,
+        log_vkey=args.log_vkey,
+        from_index=args.from_index,
+        notice=_notice,
+    )
+    while True:
+        try:
+            follower.poll_once()
+        except InputError as e:
+            if args.once:
+                raise
+            _notice(f"{e.diagnostics()}; retrying in {args.interval}s")
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Handle ``aer audit export``."""
+    from verifier.auditor import LogFetcher, export_evidence, load_state
+
+    state_path = Path(args.state) if args.state else _default_path(args.log, ".state.json")
+    previous = load_state(state_path).checkpoint
+    update, _ = _update(args)
+    manifest = export_evidence(
+        update, previous, LogFetcher(args.log), Path(args.out), args.index or []
+    )
+    if args.json:
+        print_json(manifest)
+    else:
+        print(f"ok: evidence pack with {len(manifest['files'])} file(s) in {args.out}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, state_required: bool = False) -> None:
+    p.add_argument("--log", required=True, metavar="URL", help="the log's base URL")
+    p.add_argument(
+        "--state",
+        required=state_required,
+        metavar="FILE",
+        help="the auditor's state: trusted key and last verified checkpoint "
+        "(default: under $XDG_STATE_HOME/aer/audit)",
+    )
+    p.add_argument(
+        "--log-vkey",
+        metavar="VKEY",
+        help="the log's C2SP verifier key ('aer log vkey'); without it the key is trusted "
+        "on first use and recorded in the state",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(sub: Any) -> None:
+    """Add ``aer audit``, ``aer monitor`` and ``aer witness``."""
+    p = sub.add_parser(
+        "audit",
+        help="audit a transparency log (checkpoints, full recomputation, inclusion)",
+        description="Check that the log is append-only and serves what it committed to.",
+    )
+    asub = p.add_subparsers(dest="audit_cmd", metavar="AUDITCOMMAND", required=True)
+    c = asub.add_parser(
+        "checkpoint",
+        help="verify the latest checkpoint and its consistency with the last verified one",
+        description="Fetch the log's latest checkpoint, verify its signature and a consistency "
+        "proof from the last checkpoint recorded in --state (never accepting a smaller tree or "
+        "another root at the same size), and record it.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(c, state_required=True)
+    c.set_defaults(func=cmd_audit_checkpoint)
+
+    f = asub.add_parser(
+        "full",
+        help="recompute the whole tree from the tiles and check every stored envelope",
+        description="Update the checkpoint as 'aer audit checkpoint', then read every entry "
+        "bundle and level-0 tile, recompute the tree, compare its root with the signed "
+        "checkpoint and each stored DSSE envelope with its leaf. Reports the first divergence "
+        "(index, expected, found). Resumable: progress is saved after every 256 entries.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(f)
+    f.add_argument("--progress", metavar="FILE", help="progress file (default: beside the state)")
+    f.add_argument("--skip-records", action="store_true", help="do not fetch stored envelopes")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_audit_full)
+
+    i = asub.add_parser(
+        "inclusion",
+        help="check one bundle's log entry against a fresh checkpoint",
+        description="Verify the bundle's inclusion proof against its checkpoint, then that the "
+        "log's latest checkpoint is consistent with it and still includes the entry.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    i.add_argument("bundle", metavar="BUNDLE", help="a Sigstore bundle with a log entry")
+    _common(i)
+    i.set_defaults(func=cmd_audit_inclusion)
+
+    e = asub.add_parser(
+        "export",
+        help="write an evidence pack (signed checkpoints, proofs, entries as served)",
+        description="Update the checkpoint as 'aer audit checkpoint', then write to --out the "
+        "latest and previous signed checkpoints, the consistency proof between them and, for "
+        "each --index, the entry bundle, level-0 tile, entry with inclusion proof and stored "
+        "record, exactly as the log served them, with a manifest of their SHA-256.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(e)
+    e.add_argument("--out", required=True, metavar="DIR", help="directory for the pack")
+    e.add_argument("--index", type=int, action="append", metavar="N", help="an entry to include")
+    e.set_defaults(func=cmd_audit_export)
+
+    w = sub.add_parser(
+        "witness",
+        help="run a C2SP tlog-witness that cosigns consistent checkpoints",
+        description="A witness (https://c2sp.org/tlog-witness) cosigns a log's checkpoint only "
+        "if it is consistent with the last one it cosigned (tlog-cosignature, Ed25519).",
+    )
+    wsub = w.add_subparsers(dest="witness_cmd", metavar="WITNESSCOMMAND", required=True)
+    s = wsub.add_parser("serve", help="serve POST /add-checkpoint")
+    s.add_argument("--port", type=int, required=True, metavar="N", help="TCP port")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--data", required=True, metavar="DIR", help="witness key and state")
+    s.add_argument(
+        "--log-vkey",
+        action="append",
+        required=True,
+        metavar="VKEY",
+        help="a trusted log verifier key (repeatable; 'aer log vkey')",
+    )
+    s.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
+    s.set_defaults(func=cmd_witness_serve)
+    v = wsub.add_parser("vkey", help="print the witness's cosigner verifier key")
+    v.add_argument("--data", required=True, metavar="DIR", help="witness key and state")
+    v.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
+    v.set_defaults(func=cmd_witness_vkey)
+
+    m = sub.add_parser(
+        "monitor",
+        help="follow a log and alert on new entries matching a watch list",
+        description="Poll the log's checkpoint (accepted only with a consistency proof, never "
+        "smaller), authenticate every new entry against it, and print one JSON line per alert "
+        "on stdout (and POST it to --webhook). Rules: --sponsor, --agent, --repository, "
+        "--decision, --expected-signer (alert on any other signer). The position is kept in "
+        "--state, so restarts neither miss nor repeat entries. A log that misbehaves (split "
+        "view, smaller tree, entries that do not authenticate) stops the monitor with exit 7.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument("--log", required=True, metavar="URL", help="the log's base URL")
+    m.add_argument("--state", metavar="FILE", help="monitor state (default: $XDG_STATE_HOME)")
+    m.add_argument("--log-vkey", metavar="VKEY", help="the log's C2SP verifier key")
+    m.add_argument("--sponsor", action="append", metavar="ID", help="sponsor identity to watch")
+    m.add_argument("--agent", action="append", metavar="NAME", help="agent name to watch")
+    m.add_argument("--repository", action="append", metavar="URI", help="repository to watch")
+    m.add_argument(
+        "--decision", action="append", choices=["deny", "warn"], help="policy decision to watch"
+    )
+    m.add_argument(
+        "--expected-signer",
+        action="append",
+        metavar="PUB",
+        help="an expected signer key (PEM); entries signed by any other key alert (repeatable)",
+    )
+    m.add_argument("--webhook", metavar="URL", help="also POST each alert as JSON to this URL")
+    m.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll interval")
+    m.add_argument("--once", action="store_true", help="poll once and exit")
+    m.add_argument(
+        "--from-index",
+        type=int,
+        metavar="N",
+        help="on first run, start at index N (default: the current tree size)",
+    )
+    m.set_defaults(func=cmd_monitor)
