@@ -39,6 +39,7 @@ from log_server.errors import (
 from log_server.log import Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.storage import SQLiteStorage, StoredEntry
+from log_server.witnessing import Witnesser, cosigned_note, parse_witness_option
 from verifier import merkle
 from verifier.errors import AerError
 from verifier.jsonutil import loads_strict
@@ -55,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "SUBMIT_TIMEOUT": 30.0,
     "MAX_PAGE": 500,
     "MAX_BLOB_SIZE": 8 * 1024 * 1024,
+    "WITNESSES": [],
+    "WITNESS_INTERVAL": 2.0,
 }
 
 rekor = Blueprint("rekor", __name__, url_prefix="/api/v1")
@@ -67,11 +70,18 @@ blobs = Blueprint("blobs", __name__, url_prefix="/api/v1/blobs")
 class LogService:
     """What the routes use: the log, its sequencer and its settings."""
 
-    def __init__(self, log: TransparencyLog, sequencer: Sequencer, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        log: TransparencyLog,
+        sequencer: Sequencer,
+        config: dict[str, Any],
+        witnesser: Witnesser | None = None,
+    ) -> None:
         """Bundle the log's parts for the routes."""
         self.log = log
         self.sequencer = sequencer
         self.config = config
+        self.witnesser = witnesser
 
 
 def _svc() -> LogService:
@@ -97,8 +107,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     storage = SQLiteStorage(data_dir / "log.db", synchronous=app.config["SYNCHRONOUS"])
     log = TransparencyLog(storage, identity, lock_path=data_dir / "writer.lock")
     log.ensure_checkpoint()
-    sequencer = Sequencer(log, max_batch=app.config["MAX_BATCH"], max_wait=app.config["MAX_WAIT"])
-    app.extensions["aer"] = LogService(log, sequencer, dict(app.config))
+    witnesses = [parse_witness_option(w) for w in app.config["WITNESSES"]]
+    witnesser = None
+    if witnesses:
+        witnesser = Witnesser(
+            log, witnesses, data_dir / "witness.lock", interval=app.config["WITNESS_INTERVAL"]
+        )
+        witnesser.start()
+    sequencer = Sequencer(
+        log,
+        max_batch=app.config["MAX_BATCH"],
+        max_wait=app.config["MAX_WAIT"],
+        on_commit=witnesser.poke if witnesser else None,
+    )
+    app.extensions["aer"] = LogService(log, sequencer, dict(app.config), witnesser)
     for bp in (rekor, tiles, records, blobs, meta):
         app.register_blueprint(bp)
     app.register_error_handler(LogServerError, _log_error)
@@ -320,8 +342,23 @@ def index_retrieve() -> Response:
 
 @tiles.get("/checkpoint")
 def tiles_checkpoint() -> Response:
-    """The latest checkpoint as a C2SP signed note."""
-    resp = Response(_svc().log.checkpoint().note, mimetype="text/plain")
+    """The latest checkpoint as a C2SP signed note, with its cosignatures once it has any."""
+    log = _svc().log
+    cp = log.checkpoint()
+    cosigned = cosigned_note(log)
+    note = cosigned[1] if cosigned is not None and cosigned[0] == cp.size else cp.note
+    resp = Response(note, mimetype="text/plain")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+@tiles.get("/checkpoint/cosigned")
+def tiles_cosigned_checkpoint() -> Response:
+    """The newest checkpoint cosigned by at least one witness (may lag the latest)."""
+    cosigned = cosigned_note(_svc().log)
+    if cosigned is None:
+        raise NotFound("no checkpoint has been cosigned by a witness yet")
+    resp = Response(cosigned[1], mimetype="text/plain")
     resp.headers["Cache-Control"] = "no-cache"
     return resp
 

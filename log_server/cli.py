@@ -25,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             synchronous=args.synchronous,
             max_batch=args.max_batch,
             access_log=args.access_log,
+            witnesses=args.witness or [],
         )
     except ConfigError as e:
         raise InputError(str(e)) from e
@@ -82,6 +83,13 @@ def register(log_sub: Any) -> None:
     )
     p.add_argument("--max-batch", type=int, default=1024, help="entries per committed batch")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="URL=VKEY",
+        help="a C2SP tlog-witness to get each new checkpoint cosigned by (repeatable): its "
+        "URL prefix (POST URL/add-checkpoint) and its cosigner key from 'aer witness vkey'",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = log_sub.add_parser(

@@ -15,7 +15,7 @@ import fcntl
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -276,10 +276,16 @@ class Sequencer:
     """
 
     def __init__(
-        self, log: TransparencyLog, *, max_batch: int = 1024, max_wait: float = 0.0
+        self,
+        log: TransparencyLog,
+        *,
+        max_batch: int = 1024,
+        max_wait: float = 0.0,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
-        """Create (not yet start) the sequencer."""
+        """Create (not yet start) the sequencer; ``on_commit`` runs after each batch."""
         self.log = log
+        self.on_commit = on_commit
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: queue.Queue[tuple[PreparedEntry, Future[Integrated]] | None] = queue.Queue()
@@ -341,6 +347,8 @@ class Sequencer:
                     fut.set_exception(Unavailable(f"the log could not integrate the entry: {e}"))
                 continue
             self.batches += 1
+            if self.on_commit is not None:
+                self.on_commit()
             for (_, fut), res in zip(batch, results, strict=True):
                 if isinstance(res, Conflict):
                     fut.set_exception(res)

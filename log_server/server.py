@@ -16,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 from log_server.app import create_app
 from log_server.logkey import load_or_create
 from log_server.storage import SQLiteStorage
+from log_server.witnessing import parse_witness_option
 
 
 def default_origin(host: str, port: int) -> str:
@@ -52,6 +53,7 @@ def serve(
     synchronous: str = "FULL",
     max_batch: int = 1024,
     access_log: bool = False,
+    witnesses: list[str] | None = None,
 ) -> None:
     """Initialise the data directory, then serve the log until stopped.
 
@@ -60,16 +62,20 @@ def serve(
     """
     identity = load_or_create(data_dir, origin, default_origin(host, port))
     SQLiteStorage(data_dir / "log.db", synchronous=synchronous).close()
+    for w in witnesses or []:
+        parse_witness_option(w)  # fail before forking workers
     app_config = {
         "DATA_DIR": str(data_dir),
         "ORIGIN": identity.origin,
         "SYNCHRONOUS": synchronous,
         "MAX_BATCH": max_batch,
+        "WITNESSES": list(witnesses or []),
     }
     print(
         f"aer log: serving {identity.origin} on http://{host}:{port} "
         f"(data {data_dir}, {workers} worker(s) x {threads} threads)\n"
-        f"aer log: log id {identity.log_id}\naer log: vkey {identity.vkey()}",
+        f"aer log: log id {identity.log_id}\naer log: vkey {identity.vkey()}"
+        + "".join(f"\naer log: witness {w}" for w in witnesses or []),
         file=sys.stderr,
         flush=True,
     )

@@ -20,13 +20,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.bundle import parse_bundle
-from verifier.checkpoint import open_checkpoint, parse_checkpoint
+from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from verifier.errors import AerError, InputError, LogProofError
 from verifier.keys import load_public_key
 from verifier.logclient import LogClient, load_log_key
 from verifier.merkle import verify_consistency
 from verifier.note import Verifier, ed25519_verifier, key_id_hint_verifier, parse_vkey
 from verifier.verify import VerifiedRecord, verify_record
+from verifier.witness import CosignatureVerifier, parse_cosigner_vkey
+from verifier.witnessing import WitnessedCheckpoint, verify_cosigned_checkpoint, verify_extends
 
 EXIT_CODES_HELP = """exit codes:
   0  everything checked holds
@@ -134,6 +136,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--commit needs --repo PATH (the repository to check it in)")
     bundle = parse_bundle(read_file(args.bundle, "bundle"))
     key = load_public_key(read_file(args.key, "public key"))
+    witnesses = _witness_options(args)
+    if witnesses is not None and not args.log_key:
+        raise InputError("--witness needs --log-key PEM_OR_URL (the log entry is checked first)")
     log_key = load_log_key(args.log_key, notice=_notice) if args.log_key else None
     verified = verify_record(
         bundle,
@@ -144,11 +149,97 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     if log_key is None and bundle.tlog_entries and not args.json:
         _notice("the bundle's log entry was not checked; pass --log-key PEM_OR_URL to check it")
+    witnessed = None
+    if witnesses is not None and verified.log_entry is not None:
+        witnessed = _check_witnessed(
+            args, verified.log_entry.checkpoint, log_key, witnesses[0], witnesses[1]
+        )
     if args.json:
-        print_json(verified.summary())
+        summary = verified.summary()
+        if witnessed is not None:
+            summary["witnessed"] = witnessed.summary()
+        print_json(summary)
     else:
         _print_verified(verified)
+        if witnessed is not None:
+            _print_witnessed(witnessed)
     return 0
+
+
+def _witness_options(args: argparse.Namespace) -> tuple[list[CosignatureVerifier], int] | None:
+    """The ``--witness`` keys and ``--witness-threshold`` (default 1), or None without any."""
+    if not args.witness:
+        if args.witness_threshold is not None:
+            raise InputError("--witness-threshold needs at least one --witness KEY")
+        return None
+    if args.witness_threshold is not None and args.witness_threshold < 1:
+        raise InputError("--witness-threshold must be at least 1")
+    return [parse_cosigner_vkey(v) for v in args.witness], args.witness_threshold or 1
+
+
+def _print_witnessed(w: WitnessedCheckpoint) -> None:
+    cp = w.checkpoint
+    print(
+        f"  witnessed   tree size {cp.size} cosigned by {', '.join(w.cosigners)} "
+        f"({len(w.cosigners)}, {w.threshold} required)"
+    )
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _check_witnessed(
+    args: argparse.Namespace,
+    entry_cp: Checkpoint,
+    log_key: object,
+    witnesses: list[CosignatureVerifier],
+    threshold: int,
+) -> WitnessedCheckpoint:
+    """Require a checkpoint cosigned by ``threshold`` witnesses that the entry's tree is part of.
+
+    Steps:
+      (1) take the cosigned checkpoint from ``--checkpoint FILE`` or, with a
+          log URL as ``--log-key``, from the log;
+      (2) it is signed by the log and cosigned by at least ``threshold`` of
+          ``witnesses`` (else exit 7);
+      (3) the entry's checkpoint and it are consistent (one tree extends the
+          other; the proof comes from the log URL), else it is a split view.
+    """
+    if not isinstance(log_key, Ed25519PublicKey):
+        raise InputError("witness cosignatures need the log's Ed25519 key")
+    url = args.log_key if _is_url(args.log_key) else None
+    if args.checkpoint:  # (1)
+        note = read_file(args.checkpoint, "checkpoint")
+    elif url is not None:
+        note = LogClient(url).cosigned_checkpoint()
+    else:
+        raise InputError("--witness needs --checkpoint FILE (a cosigned note) or --log-key URL")
+    origin = entry_cp.origin
+    log_verifiers = [key_id_hint_verifier(origin, log_key), ed25519_verifier(origin, log_key)]
+    witnessed = verify_cosigned_checkpoint(  # (2)
+        note, log_verifiers, witnesses, threshold, origin=origin
+    )
+    cp = witnessed.checkpoint
+    low, high = sorted((entry_cp.size, cp.size))  # (3)
+    proof: list[bytes] = []
+    if low not in (0, high):
+        if url is None:
+            raise InputError(
+                f"the cosigned checkpoint is at size {cp.size} and the entry's at "
+                f"{entry_cp.size}; pass --log-key URL to fetch the consistency proof"
+            )
+        proof = _fetch_proof(url, low, high)
+    verify_extends(entry_cp, cp, proof)
+    return witnessed
+
+
+def _fetch_proof(url: str, first: int, last: int) -> list[bytes]:
+    answer = LogClient(url).consistency(first, last)
+    try:
+        return [bytes.fromhex(h) for h in answer.get("hashes") or []]
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InputError("the log's consistency proof is malformed") from e
 
 
 def _notice(message: str) -> None:
@@ -171,8 +262,12 @@ def cmd_log_consistency(args: argparse.Namespace) -> int:
         verifiers = [key_id_hint_verifier(origin, key), ed25519_verifier(origin, key)]
     else:
         raise InputError("pass --log-vkey VKEY or --log-key PEM_OR_URL to check the signatures")
+    witnesses = _witness_options(args)
     old, _ = open_checkpoint(old_note, verifiers)
     new, _ = open_checkpoint(new_note, verifiers)
+    witnessed = None
+    if witnesses is not None:
+        witnessed = verify_cosigned_checkpoint(new_note, verifiers, witnesses[0], witnesses[1])
     if old.origin != new.origin:
         raise LogProofError(f"checkpoints are from different logs ({old.origin} vs {new.origin})")
     if new.size < old.size:
@@ -181,11 +276,7 @@ def cmd_log_consistency(args: argparse.Namespace) -> int:
     if old.size not in (0, new.size):
         if not args.log:
             raise InputError("pass --log URL to fetch the consistency proof")
-        answer = LogClient(args.log).consistency(old.size, new.size)
-        try:
-            proof = [bytes.fromhex(h) for h in answer.get("hashes") or []]
-        except (TypeError, ValueError) as e:
-            raise InputError("the log's consistency proof is malformed") from e
+        proof = _fetch_proof(args.log, old.size, new.size)
     verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
     result = {
         "consistent": True,
@@ -196,10 +287,17 @@ def cmd_log_consistency(args: argparse.Namespace) -> int:
         "newRoot": new.root_hash.hex(),
         "proofLength": len(proof),
     }
+    if witnessed is not None:
+        result["witnessed"] = witnessed.summary()
     if args.json:
         print_json(result)
     else:
         print(f"consistent: {old.origin} {old.size} -> {new.size} ({len(proof)} proof hashes)")
+        if witnessed is not None:
+            print(
+                f"witnessed: size {new.size} cosigned by {', '.join(witnessed.cosigners)} "
+                f"({witnessed.threshold} required)"
+            )
     return 0
 
 
@@ -218,8 +316,24 @@ def register_log(log_sub: Any) -> None:
     p.add_argument("--log", metavar="URL", help="log to fetch the consistency proof from")
     p.add_argument("--log-key", metavar="PEM_OR_URL", help="log public key (file, or URL to pin)")
     p.add_argument("--log-vkey", metavar="VKEY", help="log C2SP verifier key (name+hash+base64)")
+    _add_witness_options(p, "NEW is trusted only with K valid cosignatures")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_log_consistency)
+
+
+def _add_witness_options(p: Any, what: str) -> None:
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="KEY",
+        help=f"trusted witness cosigner key from 'aer witness vkey' (repeatable); {what}",
+    )
+    p.add_argument(
+        "--witness-threshold",
+        type=int,
+        metavar="K",
+        help="how many of the --witness keys must have cosigned (default 1)",
+    )
 
 
 def cmd_gate_commits(args: argparse.Namespace) -> int:
@@ -383,6 +497,17 @@ def register(sub: Any) -> None:
         metavar="PEM_OR_URL",
         help="trusted log key: a PEM file, or the log's URL (fetched once and pinned); "
         "checks the bundle's log entry, inclusion proof, checkpoint and SET",
+    )
+    _add_witness_options(
+        p,
+        "the entry is trusted only when a checkpoint cosigned by K of them is "
+        "consistent with the entry's checkpoint",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a cosigned checkpoint saved earlier (offline; default: fetched from the "
+        "--log-key URL's /api/v2/checkpoint/cosigned)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_verify)

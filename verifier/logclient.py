@@ -90,6 +90,15 @@ class LogClient:
             raise LogClientError(f"the log refused the checkpoint ({resp.status_code})")
         return resp.content
 
+    def cosigned_checkpoint(self) -> bytes:
+        """Fetch the newest witness-cosigned checkpoint note."""
+        resp = self._request("GET", "/api/v2/checkpoint/cosigned")
+        if resp.status_code == 404:
+            raise LogClientError(f"the log at {self.url} has no witness-cosigned checkpoint yet")
+        if resp.status_code != 200:
+            raise LogClientError(f"the log refused the cosigned checkpoint ({resp.status_code})")
+        return resp.content
+
     def consistency(self, first: int, last: int) -> dict[str, Any]:
         """Fetch a consistency proof between two tree sizes."""
         proof: dict[str, Any] = self._json(
