@@ -21,6 +21,7 @@ if [ "$mode" = full ]; then
   run $PY bench/proofs.py --size 10000000 --samples 5000   # needs ~5 GB free in bench/results/cache
   run $PY bench/storage.py --size 50000
   run $PY bench/storage.py --size 1000000 --bodies synthetic
+  run $PY bench/audit.py --size 1000000 --repeat 3 --seconds 60 --rate 20
 else
   run $PY bench/ingest_http.py --size 6000 --seconds 5 --py-spy
   run $PY bench/http_floor.py --size 6000 --seconds 5
@@ -30,5 +31,6 @@ else
   run $PY bench/proofs.py --size 1000000 --samples 2000   # builds once (~30 s), cached
   run $PY bench/storage.py --size 6000
   run $PY bench/storage.py --size 100000 --bodies synthetic
+  run $PY bench/audit.py --size 100000 --repeat 1 --seconds 10 --rate 20
 fi
 ls -l bench/results/*.json >&2

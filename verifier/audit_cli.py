@@ -208,18 +208,62 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Handle ``aer audit export``."""
-    from verifier.auditor import LogFetcher, export_evidence, load_state
+    from verifier.auditor import RECORD_FILTERS, LogFetcher, export_evidence
 
-    state_path = Path(args.state) if args.state else _default_path(args.log, ".state.json")
-    previous = load_state(state_path).checkpoint
+    filters = {k: getattr(args, k) for k in RECORD_FILTERS if getattr(args, k) is not None}
+    keys = [read_file(k, "public key") for k in args.key or []]
     update, _ = _update(args)
-    manifest = export_evidence(
-        update, previous, LogFetcher(args.log), Path(args.out), args.index or []
+    fetcher = LogFetcher(args.log)
+    try:
+        pack, manifest = export_evidence(update, fetcher, filters, keys)
+    finally:
+        fetcher.close()
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(pack)
+    tmp.replace(out)
+    if args.json:
+        print_json(
+            {
+                "ok": True,
+                "out": str(out),
+                "sha256": hashlib.sha256(pack).hexdigest(),
+                "records": len(manifest["records"]),
+                "size": manifest["checkpoint"]["size"],
+                "rootHash": manifest["checkpoint"]["rootHash"],
+            }
+        )
+    else:
+        cp = manifest["checkpoint"]
+        print(
+            f"ok: evidence pack {out}: {len(manifest['records'])} record(s) proven to the "
+            f"checkpoint of size {cp['size']} (root {cp['rootHash']})"
+        )
+    return 0
+
+
+def cmd_audit_verify_pack(args: argparse.Namespace) -> int:
+    """Handle ``aer audit verify-pack``."""
+    from verifier.evidence import verify_pack
+    from verifier.witness import parse_cosigner_vkey
+
+    witnesses = [parse_cosigner_vkey(v) for v in args.witness or []]
+    report = verify_pack(
+        read_file(args.pack, "evidence pack"), args.log_vkey, witnesses, args.witness_threshold
     )
     if args.json:
-        print_json(manifest)
+        print_json(report.to_dict())
     else:
-        print(f"ok: evidence pack with {len(manifest['files'])} file(s) in {args.out}")
+        print(f"log {report.origin}: key {report.vkey} ({report.key_source})")
+        print(f"checkpoint: size {report.size}, root {report.root_hash.hex()}: signature ok")
+        if witnesses:
+            print(f"witnesses: cosigned by {', '.join(report.cosigners)}")
+        for r in report.records:
+            status = "ok" if r.ok else f"FAIL: {r.error}"
+            print(f"record {r.log_index} {r.uuid}: {status}")
+    report.raise_for_failures()
+    if not args.json:
+        print(f"ok: {len(report.records)} record(s) verified offline against one checkpoint")
     return 0
 
 
@@ -291,18 +335,57 @@ def register(sub: Any) -> None:
 
     e = asub.add_parser(
         "export",
-        help="write an evidence pack (signed checkpoints, proofs, entries as served)",
-        description="Update the checkpoint as 'aer audit checkpoint', then write to --out the "
-        "latest and previous signed checkpoints, the consistency proof between them and, for "
-        "each --index, the entry bundle, level-0 tile, entry with inclusion proof and stored "
-        "record, exactly as the log served them, with a manifest of their SHA-256.",
+        help="write an evidence pack: matching records proven to one checkpoint, and a report",
+        description="Update the checkpoint as 'aer audit checkpoint', then write to --out one "
+        "tar.gz holding every record matching the filters as a Sigstore bundle whose inclusion "
+        "proof leads to that final checkpoint, the signed checkpoint, the log key, the signer "
+        "keys, report.md and manifest.json (SHA-256 of every member). 'aer audit verify-pack' "
+        "checks it offline.",
         epilog=AUDIT_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(e)
-    e.add_argument("--out", required=True, metavar="DIR", help="directory for the pack")
-    e.add_argument("--index", type=int, action="append", metavar="N", help="an entry to include")
+    e.add_argument("--out", required=True, metavar="FILE", help="the pack to write (.tar.gz)")
+    e.add_argument("--since", metavar="T", help="integrated at or after T (RFC 3339 or Unix)")
+    e.add_argument("--until", metavar="T", help="integrated before T (exclusive)")
+    e.add_argument("--sponsor", metavar="ID", help="sponsor identity")
+    e.add_argument("--agent", metavar="ID", help="agent name")
+    e.add_argument("--repository", metavar="URI", help="repository URI")
+    e.add_argument(
+        "--key",
+        action="append",
+        metavar="PUB",
+        help="a signer public key (PEM) to include as provided by the exporter (repeatable)",
+    )
     e.set_defaults(func=cmd_audit_export)
+
+    vp = asub.add_parser(
+        "verify-pack",
+        help="verify an evidence pack offline",
+        description="Without network access: check every member against the manifest, the "
+        "final checkpoint's signature (log key from the pack, or pinned with --log-vkey), each "
+        "record's bundle (signature, statement, schema, log entry) with its inclusion proof to "
+        "that checkpoint, and the report. Exit 0 only if all hold.",
+        epilog=AUDIT_EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    vp.add_argument("pack", metavar="FILE", help="the evidence pack")
+    vp.add_argument("--log-vkey", metavar="VKEY", help="pin the log's C2SP verifier key")
+    vp.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a trusted witness's cosigner key ('aer witness vkey'); repeatable",
+    )
+    vp.add_argument(
+        "--witness-threshold",
+        type=int,
+        default=1,
+        metavar="K",
+        help="how many of the --witness keys must have cosigned (default 1)",
+    )
+    vp.add_argument("--json", action="store_true", help="print the result as JSON")
+    vp.set_defaults(func=cmd_audit_verify_pack)
 
     w = sub.add_parser(
         "witness",

@@ -14,6 +14,8 @@ this module fetches what it needs, keeps the state and progress files
   saved after every bundle, so an interrupted audit resumes.
 * :func:`audit_inclusion` — ``aer audit inclusion``: one bundle's entry
   against a fresh checkpoint, with consistency to the bundle's checkpoint.
+* :func:`export_evidence` — ``aer audit export``: the records matching
+  filters, each proven to the final checkpoint (see :mod:`verifier.evidence`).
 """
 
 from __future__ import annotations
@@ -595,67 +597,107 @@ def audit_inclusion(
 # ---------------------------------------------------------------------------
 # Evidence pack
 
+RECORD_FILTERS = ("sponsor", "agent", "repository", "since", "until")
+
+
+def matching_records(fetcher: LogFetcher, filters: dict[str, str]) -> list[dict[str, Any]]:
+    """Every record row the log's records API returns for ``filters`` (all pages)."""
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {**filters, "limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        page = fetcher.client.get("/api/v1/records", params)
+        try:
+            rows.extend(page["records"])
+            cursor = page.get("nextCursor")
+        except (KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"malformed records page from the log: {e}") from e
+        if not cursor:
+            return rows
+
 
 def export_evidence(
     update: CheckpointUpdate,
-    previous: bytes,
     fetcher: LogFetcher,
-    out: Path,
-    indexes: Sequence[int] = (),
-) -> dict[str, Any]:
-    """Write an evidence pack: what the log signed and served, for a third party.
+    filters: dict[str, str],
+    keys: Sequence[bytes] = (),
+) -> tuple[bytes, dict[str, Any]]:
+    """Build an evidence pack of the records matching ``filters``, proven to one checkpoint.
 
-    Files (all as received from the log, never re-serialized):
+    Steps:
 
-    * ``checkpoint.note`` — the latest verified signed checkpoint;
-    * ``previous-checkpoint.note`` and ``consistency.json`` — the previously
-      verified checkpoint and the proof that the latest extends it (if any);
-    * ``entries/<index>/{bundle.bin,tile0.bin,entry.json,record.json}`` — for
-      each index asked: its entry bundle and level-0 tile at the latest size,
-      the Rekor entry with its inclusion proof, the stored record (dsse);
-    * ``manifest.json`` — log URL, vkey, sizes and the SHA-256 of every file.
+    1. The final checkpoint is the one just accepted into the state (signed,
+       consistent with the last verified one).
+    2. List the matching records (records API, every page); records the
+       final checkpoint does not cover yet are left out.
+    3. Fetch each record's envelope and log entry; the inclusion proof is
+       recomputed at the final size from tiles authenticated against the
+       final root, so every bundle proves inclusion in that one checkpoint.
+    4. Assemble the pack (:func:`verifier.evidence.build_pack`).
+
+    Returns:
+        ``(pack bytes, manifest)``.
 
     Raises:
-        InputError: an index outside the tree, or the log cannot be reached.
+        InputError: the log cannot be reached or answers garbage.
+        LogProofError: the log's tiles or entries do not match its checkpoint.
     """
-    cp = update.checkpoint
-    files: dict[str, bytes] = {"checkpoint.note": update.state.checkpoint}
-    if previous and update.old_size not in (0, cp.size):
-        proof = fetcher.consistency(update.old_size, cp.size)
-        files["previous-checkpoint.note"] = previous
-        files["consistency.json"] = json.dumps(
-            {"oldSize": update.old_size, "newSize": cp.size, "hashes": [h.hex() for h in proof]},
-            indent=2,
-        ).encode()
-    for index in indexes:
-        if not 0 <= index < cp.size:
-            raise InputError(f"index {index} is not in the tree of size {cp.size}")
-        b = index // TILE_WIDTH
-        width = min(TILE_WIDTH, cp.size - b * TILE_WIDTH)
-        d = f"entries/{index}/"
-        bundle = fetcher.tile(Tile(TILE_HEIGHT, -1, b, width))
-        files[d + "bundle.bin"] = bundle
-        files[d + "tile0.bin"] = fetcher.tile(Tile(TILE_HEIGHT, 0, b, width))
-        resp = fetcher.client._request("GET", "/api/v1/log/entries", params={"logIndex": index})
-        files[d + "entry.json"] = resp.content
-        entries = parse_entry_bundle(bundle)
-        if index - b * TILE_WIDTH < len(entries):
-            leaf = hash_leaf(entries[index - b * TILE_WIDTH]).hex()
-            rec = fetcher.client._request("GET", f"/api/v1/records/{leaf}")
-            files[d + "record.json"] = rec.content
-    manifest = {
-        "version": 1,
-        "log": fetcher.url,
-        "vkey": update.state.vkey,
-        "origin": cp.origin,
-        "size": cp.size,
-        "rootHash": cp.root_hash.hex(),
-        "previousSize": update.old_size,
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
-    }
-    for name, data in files.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    write_json_atomic(out / "manifest.json", manifest)
-    return manifest
+    from verifier.dsse import parse_envelope
+    from verifier.evidence import PackRecord, build_pack, hint_checkpoint, tlog_entry_at
+    from verifier.keys import load_public_key
+    from verifier.merkle import make_tile_hash_reader, prove_inclusion
+    from verifier.rekor import tlog_entry_from_response
+
+    cp = update.checkpoint  # (1)
+    vkey = update.state.vkey
+    if vkey is None:
+        raise RuntimeError("export_evidence needs a state with a trusted key")
+    note = update.state.checkpoint
+    hint_note = hint_checkpoint(note, vkey)
+    rows = [r for r in matching_records(fetcher, filters) if int(r["logIndex"]) < cp.size]  # (2)
+    answers = fetcher.records([str(r["uuid"]) for r in rows])  # (3)
+    cache: dict[Tile, bytes] = {}
+
+    def read_tiles(tiles: list[Tile]) -> list[bytes]:
+        for t in tiles:
+            if t not in cache:
+                cache[t] = fetcher.tile(t)
+        return [cache[t] for t in tiles]
+
+    reader = make_tile_hash_reader(cp.size, read_tiles, root_hash=cp.root_hash)
+    records = []
+    for row, answer in zip(rows, answers, strict=True):
+        uuid, index = str(row["uuid"]), int(row["logIndex"])
+        if answer is None or not isinstance(answer.get("envelope"), dict):
+            raise LogProofError(f"the log lists record {uuid} but does not serve its envelope")
+        entry = tlog_entry_from_response(answer["logEntry"])
+        body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+        if hash_leaf(base64.b64decode(entry["canonicalizedBody"])).hex() != uuid:
+            raise LogProofError(f"the log serves another entry body for record {uuid}")
+        try:
+            signer = base64.b64decode(body["spec"]["signatures"][0]["verifier"])
+        except (KeyError, IndexError, TypeError, binascii.Error) as e:
+            raise InputError(f"record {uuid}: the entry names no signer: {e}") from e
+        hashes = prove_inclusion(index, cp.size, reader)
+        records.append(
+            PackRecord(
+                uuid=uuid,
+                log_index=index,
+                integrated_time=int(entry["integratedTime"]),
+                envelope=parse_envelope(answer["envelope"]),
+                tlog_entry=tlog_entry_at(entry, hashes, cp, hint_note),
+                signer_pem=signer,
+                statement=answer.get("statement") or {},
+            )
+        )
+    return build_pack(  # (4)
+        log_url=fetcher.url,
+        verifier_key=vkey,
+        note=note,
+        checkpoint=cp,
+        filters=filters,
+        records=records,
+        provided_keys=[load_public_key(k) for k in keys],
+    )
