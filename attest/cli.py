@@ -18,6 +18,7 @@ from attest.errors import AttestError
 from attest.keys import generate_key_pair, load_private_key
 from attest.keystore import remember_public_key
 from attest.record import record_command, write_atomic
+from attest.recorder import resolve_sponsor
 from attest.signing import KeySigner
 from attest.submit import Submitted, submit_bundle
 from log_server import cli as log_cli
@@ -38,25 +39,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
     return 0
-
-
-def _sponsor(args: argparse.Namespace, repo: Path) -> str:
-    import os
-
-    from attest import gitrepo
-
-    if args.sponsor:
-        return str(args.sponsor)
-    env = os.environ.get("AER_SPONSOR")
-    if env:
-        return env
-    try:
-        email = gitrepo.config_value(gitrepo.repo_root(repo), "user.email")
-    except AttestError:
-        email = None
-    if email:
-        return email
-    raise AttestError("no sponsor: pass --sponsor EMAIL (or set AER_SPONSOR)")
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -101,7 +83,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         command,
         repo=repo,
         task=task,
-        sponsor=_sponsor(args, repo),
+        sponsor=resolve_sponsor(args.sponsor, repo),
         sponsor_issuer=args.sponsor_issuer,
         agent=agent,
         events_file=Path(args.events) if args.events else None,

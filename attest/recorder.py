@@ -86,6 +86,25 @@ def parse_identity(value: str | Mapping[str, Any], issuer: str | None = None) ->
     return ident
 
 
+def resolve_sponsor(explicit: str | None, repo: Path) -> str:
+    """The sponsor to record: ``explicit``, else ``$AER_SPONSOR``, else git's ``user.email``.
+
+    Raises:
+        AttestError: none of them is set.
+    """
+    if explicit:
+        return explicit
+    value = os.environ.get("AER_SPONSOR")
+    if not value:
+        try:
+            value = gitrepo.config_value(gitrepo.repo_root(repo), "user.email")
+        except GitError:
+            value = None
+    if not value:
+        raise AttestError("no sponsor: pass --sponsor EMAIL (or set AER_SPONSOR)")
+    return value
+
+
 def ci_runtime(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Describe the CI run from well-known, non-secret environment variables."""
     env = os.environ if env is None else env

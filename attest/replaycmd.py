@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from attest import gitrepo
+from attest.recorder import resolve_sponsor
 from attest.replay import ReplayReport, replay_predicate
 from attest.store import open_store
 from verifier.bundle import parse_bundle
@@ -88,15 +89,14 @@ def cmd_import_otel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sponsor(args: argparse.Namespace, repo: Path) -> str:
-    import os
+def _trust(args: argparse.Namespace, client: Any) -> Any:
+    """The gate's trust from ``--key``/``--log-key``, or None when no key is given."""
+    from verifier.gate import GateTrust
 
-    if args.sponsor:
-        return str(args.sponsor)
-    value = os.environ.get("AER_SPONSOR") or gitrepo.config_value(repo, "user.email")
-    if not value:
-        raise InputError("no sponsor: pass --sponsor EMAIL (or set AER_SPONSOR)")
-    return value
+    if not args.key:
+        return None
+    keys = [load_public_key(read_file(k, "public key")) for k in args.key]
+    return GateTrust(keys, client, load_log_key(args.log_key or args.log, notice=_notice))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -105,16 +105,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     from attest.record import write_atomic
     from attest.rollback import execute_rollback, plan_rollback, select_runs
-    from verifier.gate import GateTrust
     from verifier.logclient import LogClient
 
     repo = gitrepo.repo_root(Path(args.repo))
     client = LogClient(args.log)
-    trust = None
-    if args.key:
-        keys = [load_public_key(read_file(k, "public key")) for k in args.key]
-        log_key = load_log_key(args.log_key or args.log, notice=_notice)
-        trust = GateTrust(keys=keys, log=client, log_key=log_key)
+    trust = _trust(args, client)
     filters = {
         k: v
         for k, v in (
@@ -154,7 +149,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         plan,
         target=target,
         branch=args.branch,
-        sponsor=_sponsor(args, repo),
+        sponsor=resolve_sponsor(args.sponsor, repo),
         log_url=args.log,
     )
     out = (
@@ -188,15 +183,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Handle ``aer show``."""
     from attest.show import find_records, format_records
-    from verifier.gate import GateTrust
     from verifier.logclient import LogClient
 
     repo = gitrepo.repo_root(Path(args.repo))
-    client = LogClient(args.log)
-    trust = None
-    if args.key:
-        keys = [load_public_key(read_file(k, "public key")) for k in args.key]
-        trust = GateTrust(keys, client, load_log_key(args.log_key or args.log, notice=_notice))
+    trust = _trust(args, client := LogClient(args.log))
     found = find_records(repo, args.commit, client, trust)
     if args.json:
         print_json(found.to_dict())
