@@ -5,8 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# sigstore-js for the interop test (tests/verifier/test_sigstore_interop.py), pinned by
+# tests/verifier/js/package-lock.json and installed with npm ci into .venv/node.
+JS_DIR := tests/verifier/js
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.installed
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest install node-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +23,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+$(NODE_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@if command -v node >/dev/null 2>&1; then \
+		mkdir -p $(NODE_DIR) && cp $(JS_DIR)/package.json $(JS_DIR)/package-lock.json $(NODE_DIR)/ && \
+		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --ignore-scripts --loglevel=error && \
+		touch $@; \
+	else echo "make: no node binary: the sigstore-js interop test will be skipped"; fi
+
+node-deps: $(NODE_STAMP)
+
 demo: $(STAMP)
 	bash docs/demo.sh
 
@@ -27,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

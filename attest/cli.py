@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attest import policycmd, replaycmd
+from attest import grantcmd, localsigstore_cli, policycmd, replaycmd, trustroot_cli
 from attest.errors import AttestError
 from attest.keys import generate_key_pair, load_private_key
 from attest.keystore import remember_public_key
@@ -22,10 +22,11 @@ from attest.recorder import resolve_sponsor
 from attest.signing import KeySigner
 from attest.submit import Submitted, submit_bundle
 from log_server import cli as log_cli
-from verifier import admission_cli, audit_cli
+from verifier import admission_cli, audit_cli, verify_bundle_cli
 from verifier import cli as verifier_cli
 from verifier.bundle import format_bundle, parse_bundle
 from verifier.cli import EXIT_CODES_HELP, print_json, read_file, run
+from verifier.errors import UsageError
 from verifier.keys import PublicKey, load_public_key
 from verifier.logclient import LogClient, load_log_key
 
@@ -79,11 +80,22 @@ def cmd_record(args: argparse.Namespace) -> int:
         models.append({"provider": provider, "id": model_id})
     if models:
         agent["models"] = models
+    sponsor: str | dict[str, Any]
+    grant = None
+    if args.grant:
+        from attest.grant import grant_reference
+
+        sponsor, grant = grant_reference(parse_bundle(read_file(args.grant, "grant bundle")))
+        if args.sponsor or args.sponsor_issuer:
+            raise UsageError("--grant sets the sponsor (the grant's); drop --sponsor")
+    else:
+        sponsor = resolve_sponsor(args.sponsor, repo)
     result = record_command(
         command,
         repo=repo,
         task=task,
-        sponsor=resolve_sponsor(args.sponsor, repo),
+        grant=grant,
+        sponsor=sponsor,
         sponsor_issuer=args.sponsor_issuer,
         agent=agent,
         events_file=Path(args.events) if args.events else None,
@@ -128,6 +140,10 @@ def _print_submitted(args: argparse.Namespace, sub: Submitted, extra: dict[str, 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Handle ``aer sign``."""
     statement = read_file(args.statement, "statement")
+    if args.keyless:
+        return _sign_keyless(args, statement)
+    if args.identity_token or args.trust_config:
+        raise UsageError("--identity-token and --trust-config go with --keyless, not --key")
     private = load_private_key(Path(args.key))
     signer = KeySigner(private)
     bundle = signer.sign(statement)
@@ -142,6 +158,40 @@ def cmd_sign(args: argparse.Namespace) -> int:
         print_json({"bundle": args.out, "keyId": signer.key_id})
     else:
         print(f"signed {args.statement} with key {signer.key_id[:16]}… -> {args.out}")
+    return 0
+
+
+def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
+    from attest.keyless import KeylessSigner, load_trust_config, resolve_identity_token
+
+    if args.log or args.log_key:
+        raise UsageError(
+            "--keyless logs in the trust config's transparency log; drop --log/--log-key"
+        )
+    config = load_trust_config(args.trust_config)
+    try:
+        oidc_url: str | None = config.signing_config.get_oidc_url()
+    except Exception:  # no OIDC provider named: the browser flow is unavailable
+        oidc_url = None
+    found = resolve_identity_token(args.identity_token, oidc_url=oidc_url)
+    signer = KeylessSigner(config, found.token)
+    bundle = signer.sign(statement)
+    write_atomic(Path(args.out), format_bundle(bundle))
+    entry = bundle.tlog_entries[0] if bundle.tlog_entries else {}
+    result = {
+        "bundle": args.out,
+        "identity": signer.identity,
+        "issuer": signer.issuer,
+        "logIndex": int(entry.get("logIndex", -1)),
+        "integratedTime": int(entry.get("integratedTime", 0)),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"signed {args.statement} as {signer.identity} ({signer.issuer}); "
+            f"logged at index {result['logIndex']} -> {args.out}"
+        )
     return 0
 
 
@@ -233,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default $AER_SPONSOR, then git user.email",
     )
     p.add_argument("--sponsor-issuer", metavar="URL", help="OIDC issuer vouching for the sponsor")
+    p.add_argument(
+        "--grant",
+        metavar="BUNDLE",
+        help="a delegated run: the sponsor's signed, logged task grant (from 'aer grant "
+        "create' + 'aer sign --keyless'); the record names its sponsor and references it",
+    )
     p.add_argument("--task-title", metavar="TEXT", help="short title of the task")
     p.add_argument("--task-uri", metavar="URI", help="where the task comes from (issue, ticket)")
     p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
@@ -275,16 +331,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "sign",
-        help="sign a Statement into a Sigstore bundle v0.3",
+        help="sign a Statement into a Sigstore bundle v0.3 (with a key, or keyless)",
         description="Sign STATEMENT (exact bytes) as a DSSE envelope in a Sigstore bundle "
-        "v0.3 with public-key verification material. Refuses statements that are not "
-        "valid in-toto Statements or whose AER predicate violates its schema.",
+        "v0.3. With --key: public-key verification material (air-gapped use; --log adds "
+        "the log entry). With --keyless: sigstore-python obtains a short-lived Fulcio "
+        "certificate for your OIDC identity and logs the entry in the transparency log "
+        "the trust config names (AER's log when the config comes from 'aer trust-root'); "
+        "the identity token comes from --identity-token, $AER_IDENTITY_TOKEN, the CI's "
+        "ambient credential or the browser, and is never printed or stored. Refuses "
+        "statements that are not valid in-toto Statements or whose AER predicate "
+        "violates its schema.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--key", required=True, metavar="KEY", help="private key (PEM) from aer keygen")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", metavar="KEY", help="private key (PEM) from aer keygen")
+    how.add_argument(
+        "--keyless", action="store_true", help="sign with your OIDC identity (Sigstore)"
+    )
+    p.add_argument(
+        "--identity-token",
+        metavar="TOKEN",
+        help="OIDC identity token for --keyless (default: $AER_IDENTITY_TOKEN, the CI's "
+        "ambient credential, then the browser)",
+    )
+    p.add_argument(
+        "--trust-config",
+        metavar="FILE",
+        help="Sigstore ClientTrustConfig for --keyless (default: $AER_TRUST_CONFIG, else "
+        "the public-good instance); write one with 'aer trust-root --client-trust-config'",
+    )
     p.add_argument("--out", required=True, metavar="BUNDLE", help="where to write the bundle")
-    p.add_argument("--log", metavar="URL", help="also submit to this log and add its entry")
+    p.add_argument("--log", metavar="URL", help="with --key: also submit to this log")
     p.add_argument(
         "--log-key",
         metavar="PEM_OR_URL",
@@ -362,11 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_attest_provenance)
 
     verifier_cli.register(sub)
+    verify_bundle_cli.register(sub)
     verifier_cli.register_gate(sub)
     admission_cli.register(sub)
     policycmd.register(sub)
+    grantcmd.register(sub)
     replaycmd.register(sub)
     audit_cli.register(sub)
+    localsigstore_cli.register(sub)
+    trustroot_cli.register(sub)
     return parser
 
 

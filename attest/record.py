@@ -102,7 +102,7 @@ def record_command(
     *,
     repo: Path,
     task: Mapping[str, Any],
-    sponsor: str,
+    sponsor: str | Mapping[str, Any],
     agent: Mapping[str, Any],
     sponsor_issuer: str | None = None,
     events_file: Path | None = None,
@@ -110,6 +110,7 @@ def record_command(
     env: Mapping[str, str] | None = None,
     add_trailer: bool = True,
     store: str | None = None,
+    grant: Mapping[str, Any] | None = None,
 ) -> RecordResult:
     """Run ``command`` in ``repo`` and return the recorded Statement.
 
@@ -126,6 +127,9 @@ def record_command(
     Replay material goes to ``store`` (a directory or a log URL; default
     ``<git dir>/aer/store``): each commit's patch, the contents and tool
     arguments/results the events file carried, and the events file itself.
+
+    With ``grant`` (a GrantReference), the record is a delegated run: see
+    :class:`attest.recorder.Recorder`.
 
     Raises:
         AttestError: the command cannot be started, or the record is invalid.
@@ -151,6 +155,7 @@ def record_command(
         sponsor_issuer=sponsor_issuer,
         include_content=include_content,
         env=env,
+        grant=grant,
     )
     rec.start()
     run_dir = gitrepo.git_dir(rec.repo) / "aer" / "runs" / rec.run_id

@@ -178,6 +178,7 @@ class Recorder:
         run_id: str | None = None,
         env: Mapping[str, str] | None = None,
         store: Store | None = None,
+        grant: Mapping[str, Any] | None = None,
     ) -> None:
         """Prepare a recorder.
 
@@ -196,6 +197,9 @@ class Recorder:
             store: content-addressed store to keep replay material in (each
                 commit's patch, context contents, tool arguments and results
                 the recorder hashed); None keeps nothing.
+            grant: a GrantReference (see :func:`attest.grant.grant_reference`)
+                when the sponsor delegated this run through a task grant;
+                ``sponsor`` must then be the grant's sponsor.
 
         Raises:
             GitError: ``repo`` is not in a git work tree.
@@ -208,6 +212,8 @@ class Recorder:
             raise AttestError("the task needs a title (--task-title)")
         self._task = self._build_task(task)
         self._sponsor: dict[str, Any] = {"identity": parse_identity(sponsor, sponsor_issuer)}
+        if grant is not None:
+            self._sponsor["grant"] = dict(grant)
         self._agent = dict(agent)
         if not self._agent.get("name"):
             raise AttestError("the agent needs a name (--agent-name)")

@@ -6,7 +6,9 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 export PATH="$HERE/.venv/bin:$PATH"
 WORK="$(mktemp -d -t aer-demo.XXXXXX)"
 LOG_PID=""
-cleanup() { if [ -n "$LOG_PID" ]; then kill "$LOG_PID" 2>/dev/null || true; wait "$LOG_PID" 2>/dev/null || true; fi; rm -rf "$WORK"; }
+FULCIO_PID=""
+stop_pid() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
+cleanup() { stop_pid "$LOG_PID"; stop_pid "$FULCIO_PID"; rm -rf "$WORK"; }
 trap cleanup EXIT
 export XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/share"
 PORT="${AER_DEMO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
@@ -73,9 +75,9 @@ step "Start the transparency log (embedded default: SQLite, loopback)"
 quote aer log serve --data "$WORK/log-data" --port "$PORT"
 aer log serve --data "$WORK/log-data" --port "$PORT" 2> "$WORK/log.err" &
 LOG_PID=$!
-healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)' "$LOG" 2>/dev/null; }
-for _ in $(seq 150); do healthy && break; sleep 0.1; done
-healthy || { cat "$WORK/log.err"; exit 1; }
+healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; }
+for _ in $(seq 150); do healthy "$LOG/healthz" && break; sleep 0.1; done
+healthy "$LOG/healthz" || { cat "$WORK/log.err"; exit 1; }
 sed 's/^/   /' "$WORK/log.err"
 
 step "Sign it (DSSE in a Sigstore bundle v0.3) and log it: the bundle gets the log entry"
@@ -121,8 +123,62 @@ step "Tamper with the repository: a human rewrites the agent's commit"
 git commit -q --amend -m "Fix add() (rewritten)"
 expect_fail 6 aer verify --bundle "$WORK/bundle.json" --key "$WORK/alice.pub" --repo .
 
-step "Stop the log"
-kill "$LOG_PID"; wait "$LOG_PID" 2>/dev/null || true; LOG_PID=""
+step "Keyless and delegated: the sponsor grants a CI agent one task; the agent signs its own record"
+FPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+FULCIO="http://127.0.0.1:$FPORT"
+printf '\033[33m   LOCAL STAND-IN: this machine has no network, so a local Fulcio + OIDC provider\n'
+printf '   (aer dev-sigstore) plays Sigstore. Everything else is real: sigstore-python signs\n'
+printf '   and verifies, and the entries go to the AER log above. See docs/keyless.md.\033[0m\n'
+quote aer dev-sigstore serve --dir "$WORK/dev-sigstore" --port "$FPORT"
+aer dev-sigstore serve --dir "$WORK/dev-sigstore" --port "$FPORT" > "$WORK/fulcio.out" 2>&1 &
+FULCIO_PID=$!
+for _ in $(seq 150); do healthy "$FULCIO/.well-known/openid-configuration" && break; sleep 0.1; done
+healthy "$FULCIO/.well-known/openid-configuration" || { cat "$WORK/fulcio.out"; exit 1; }
+show aer trust-root --log "$LOG" --fulcio-ca "$WORK/dev-sigstore/ca-chain.pem" \
+  --ctlog-key "$WORK/dev-sigstore/ctlog.pub" --fulcio-url "$FULCIO" --oidc-url "$FULCIO" \
+  --out "$WORK/trust-config.json" --client-trust-config
+show aer trust-root --log "$LOG" --fulcio-ca "$WORK/dev-sigstore/ca-chain.pem" \
+  --ctlog-key "$WORK/dev-sigstore/ctlog.pub" --out "$WORK/trusted-root.json"
+export AER_TRUST_CONFIG="$WORK/trust-config.json"
+IDP=https://accounts.example.com
+CI=https://token.actions.githubusercontent.com
+AGENT_ID=https://github.com/example/payments/.github/workflows/agent.yml@refs/heads/main
+token() { aer dev-sigstore token --dir "$WORK/dev-sigstore" "$@"; }
+
+echo "   Alice (the sponsor) writes a task grant and signs it with her own identity:"
+show aer grant create --sponsor alice@example.com --sponsor-issuer "$IDP" \
+  --task-title "Fix add() returning the difference" --task-id PAY-1234 \
+  --agent-issuer "$CI" --agent-identity "$AGENT_ID" \
+  --repository https://github.com/example/payments --branch main \
+  --valid-for 8h --budget-tokens 200000 --budget-cost 2 --out "$WORK/grant.json"
+AER_IDENTITY_TOKEN="$(token --subject alice@example.com --email alice@example.com --issuer "$IDP")" \
+  show aer sign --keyless --out "$WORK/grant.sigstore.json" "$WORK/grant.json"
+
+echo "   The agent's CI job (workload identity $AGENT_ID) runs under the grant:"
+mkdir "$WORK/ci" && cd "$WORK/ci"
+git init -q -b main && git remote add origin https://github.com/example/payments
+printf 'def add(a, b):\n    return a - b\n' > calc.py
+git add calc.py && git commit -q -m "initial"
+show aer record --grant "$WORK/grant.sigstore.json" --out "$WORK/ci-statement.json" \
+  --task-title "Fix add() returning the difference" --task-id PAY-1234 \
+  --agent-name fixbot --agent-version 1.4.0 -- python3 "$WORK/agent.py"
+AER_IDENTITY_TOKEN="$(token --subject "$AGENT_ID" --issuer "$CI")" \
+  show aer sign --keyless --out "$WORK/ci.sigstore.json" "$WORK/ci-statement.json"
+
+echo "   Verify the chain: record signer allowed by the grant, grant signed by an allowed sponsor,"
+echo "   logged, in scope and in time (sigstore-python checks certificates, SCTs and log entries):"
+show aer verify --bundle "$WORK/ci.sigstore.json" --trusted-root "$WORK/trusted-root.json" \
+  --sponsor-identity-regexp '^[a-z]+@example\.com$' --sponsor-oidc-issuer "$IDP" --repo . --commit HEAD
+
+echo "   Another workflow signs a record under Alice's grant: refused."
+AER_IDENTITY_TOKEN="$(token --subject "${AGENT_ID/agent.yml/rogue.yml}" --issuer "$CI")" \
+  show aer sign --keyless --out "$WORK/rogue.sigstore.json" "$WORK/ci-statement.json"
+expect_fail 8 aer verify --bundle "$WORK/rogue.sigstore.json" --trusted-root "$WORK/trusted-root.json" \
+  --sponsor-identity-regexp '^[a-z]+@example\.com$' --sponsor-oidc-issuer "$IDP"
+
+step "Stop the log and the stand-in"
+stop_pid "$LOG_PID"; LOG_PID=""
+stop_pid "$FULCIO_PID"; FULCIO_PID=""
 echo "   stopped"
 
 step "Done: the record proved who, for whom, what and how, and when it was logged; tampering was caught."

@@ -61,7 +61,7 @@ def extract_record(
             terms.append("commit:" + name[len("git:commit:") :].lower())
     ptype = statement.get("predicateType")
     predicate = statement.get("predicate")
-    if ptype not in predicates.known_predicate_types() or not isinstance(predicate, dict):
+    if ptype != predicates.AGENT_EXECUTION_V0_1 or not isinstance(predicate, dict):
         return None, sorted(set(terms))
     agent = _dict(predicate.get("agent"))
     outputs = _dict(predicate.get("outputs"))
@@ -75,6 +75,11 @@ def extract_record(
     terms += ["model:" + m for m in models]
     commits = [c.lower() for c in _list(outputs.get("commits")) if _str(c)]
     terms += ["commit:" + c for c in commits]
+    grant_uuid = _str(
+        _dict(_dict(_dict(predicate.get("sponsor")).get("grant")).get("logEntry")).get("uuid")
+    )
+    if grant_uuid:  # every run made under one task grant: ?subject=grant:<grant entry uuid>
+        terms.append("grant:" + grant_uuid.lower())
     row = {
         "uuid": uuid,
         "predicate_type": ptype,

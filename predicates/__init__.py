@@ -15,8 +15,12 @@ from typing import Any
 AGENT_EXECUTION_V0_1 = "https://aer.dev/agent-execution/v0.1"
 """Predicate type URI of the agent-execution predicate, version 0.1."""
 
+TASK_GRANT_V0_1 = "https://aer.dev/task-grant/v0.1"
+"""Predicate type URI of the task-grant predicate (delegated sponsorship), version 0.1."""
+
 _SCHEMAS: dict[str, str] = {
     AGENT_EXECUTION_V0_1: "agent-execution",
+    TASK_GRANT_V0_1: "task-grant",
 }
 
 

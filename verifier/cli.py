@@ -19,9 +19,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from verifier import chain_cli
 from verifier.bundle import parse_bundle
 from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
-from verifier.errors import AerError, InputError, LogProofError
+from verifier.errors import AerError, InputError, LogProofError, UsageError
 from verifier.keys import load_public_key
 from verifier.logclient import LogClient, load_log_key
 from verifier.merkle import verify_consistency
@@ -134,6 +135,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Handle ``aer verify``."""
     if args.commit and not args.repo:
         raise InputError("--commit needs --repo PATH (the repository to check it in)")
+    if args.key is None:
+        return _cmd_verify_keyless(args)
+    if chain_cli.wants_keyless(args):
+        raise UsageError("give --key for a key-signed record or identity options, not both")
     bundle = parse_bundle(read_file(args.bundle, "bundle"))
     key = load_public_key(read_file(args.key, "public key"))
     witnesses = _witness_options(args)
@@ -163,6 +168,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_verified(verified)
         if witnessed is not None:
             _print_witnessed(witnessed)
+    return 0
+
+
+def _cmd_verify_keyless(args: argparse.Namespace) -> int:
+    if not chain_cli.wants_keyless(args):
+        raise UsageError(
+            "say whom to trust: --key PEM (key-signed records) or --certificate-identity/"
+            "--certificate-oidc-issuer or --sponsor-identity/--sponsor-oidc-issuer (keyless)"
+        )
+    verified = chain_cli.verify_keyless(args, read_file(args.bundle, "bundle"))
+    if args.json:
+        print_json(verified.summary())
+    else:
+        chain_cli.print_chain(verified)
     return 0
 
 
@@ -483,13 +502,17 @@ def register(sub: Any) -> None:
             "Verify a Sigstore bundle holding an AER agent execution record: the DSSE "
             "signature over the exact payload, the in-toto Statement, the predicate's "
             "JSON Schema, the subject rule and, with --repo, that the commits the record "
-            "names exist unchanged in the repository's history."
+            "names exist unchanged in the repository's history. Key-signed records need "
+            "--key; keyless records need identity options, and their sponsor chain is "
+            "checked: the record's sponsor must be the identity that signed it (direct), "
+            "or it must reference a logged task grant signed by an allowed sponsor that "
+            "allows the record's signer, repository, branch, time and budget (delegated)."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="the bundle (JSON) to verify")
-    p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
+    p.add_argument("--key", metavar="PUB", help="trusted public key (PEM) of a key-signed record")
     p.add_argument("--repo", metavar="PATH", help="git repository to recompute commit subjects in")
     p.add_argument("--commit", metavar="REV", help="a commit that must be covered by the record")
     p.add_argument(
@@ -510,4 +533,5 @@ def register(sub: Any) -> None:
         "--log-key URL's /api/v2/checkpoint/cosigned)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    chain_cli.add_keyless_options(p)
     p.set_defaults(func=cmd_verify)

@@ -39,6 +39,12 @@ class AerError(Exception):
         return str(self)
 
 
+class UsageError(AerError):
+    """The command was invoked wrongly (options that do not go together)."""
+
+    exit_code = 2
+
+
 class InputError(AerError):
     """Input could not be read or parsed (file, JSON, bundle structure)."""
 

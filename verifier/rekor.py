@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from verifier import merkle
+from verifier.bundle import BUNDLE_V03_MEDIA_TYPE
 from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from verifier.dsse import Envelope, decode_b64
 from verifier.errors import InputError, LogProofError, SignatureError
@@ -323,3 +324,37 @@ def verify_tlog_entry(
         checkpoint=cp,
         uuid=leaf.hex(),
     )
+
+
+def bundle_from_log_record(answer: dict[str, Any]) -> bytes:
+    """Rebuild a keyless v0.3 bundle from ``GET /api/v1/records/{uuid}`` (AER's log).
+
+    A Rekor ``dsse`` body keeps only hashes, so AER's log also stores the
+    envelope; the signer's certificate (or key) is the body's verifier. The
+    result still has to be verified: nothing in it is trusted yet.
+
+    Raises:
+        InputError: the answer is not a logged DSSE entry with an envelope.
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("logEntry"), dict):
+        raise InputError("the log's answer holds no log entry")
+    tlog = tlog_entry_from_response(answer["logEntry"])
+    envelope = answer.get("envelope")
+    try:
+        body = loads_strict(decode_b64(tlog["canonicalizedBody"], "entry body"))
+        verifier_pem = decode_b64(body["spec"]["signatures"][0]["verifier"], "verifier")
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise InputError(f"the logged entry is not a DSSE entry with a verifier: {e}") from e
+    if not isinstance(envelope, dict):
+        raise InputError("the log has no envelope stored for this entry")
+    try:
+        der = x509.load_pem_x509_certificate(verifier_pem).public_bytes(serialization.Encoding.DER)
+    except ValueError as e:
+        raise InputError("the logged entry was signed with a key, not a certificate") from e
+    vm = {"certificate": {"rawBytes": base64.b64encode(der).decode()}, "tlogEntries": [tlog]}
+    bundle = {
+        "mediaType": BUNDLE_V03_MEDIA_TYPE,
+        "verificationMaterial": vm,
+        "dsseEnvelope": envelope,
+    }
+    return dumps_canonical(bundle)

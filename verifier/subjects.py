@@ -24,11 +24,14 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import predicates
 from verifier.errors import InputError, SchemaError, SubjectMismatchError
+from verifier.jsonutil import dumps_canonical
 from verifier.statement import Statement, Subject
 
 COMMIT_PREFIX = "git:commit:"
 RUN_PREFIX = "aer:run:"
+GRANT_PREFIX = "aer:grant:"
 _OID = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -94,6 +97,12 @@ def resolve_commit(repo: Path, rev: str) -> str:
     return proc.stdout.decode().strip()
 
 
+def grant_subject(predicate: dict[str, object]) -> Subject:
+    """Return the subject of a task grant: ``aer:grant:<grantId>``, sha256 of the JCS predicate."""
+    digest = hashlib.sha256(dumps_canonical(predicate)).hexdigest()
+    return Subject(name=GRANT_PREFIX + str(predicate.get("grantId")), digest={"sha256": digest})
+
+
 def expected_subject_names(predicate: dict[str, object]) -> list[str]:
     """Return the subject names the subject rule requires for ``predicate``."""
     outputs = predicate.get("outputs")
@@ -116,6 +125,14 @@ def check_subject_rule(statement: Statement) -> None:
         SchemaError: subjects missing, extra, out of order, or malformed.
     """
     names = [s.name for s in statement.subjects]
+    if statement.predicate_type == predicates.TASK_GRANT_V0_1:
+        want = grant_subject(statement.predicate)
+        if list(statement.subjects) != [want]:
+            raise SchemaError(
+                f"a task grant has exactly one subject {want.name} whose sha256 is the "
+                "digest of its JCS-canonical predicate"
+            )
+        return
     expected = expected_subject_names(statement.predicate)
     if names != expected:
         raise SchemaError(

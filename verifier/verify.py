@@ -55,6 +55,45 @@ class VerifiedRecord:
         }
 
 
+def check_record_statement(
+    payload: bytes,
+    checks: list[str],
+    *,
+    repo: Path | None = None,
+    commit: str | None = None,
+) -> tuple[Statement, list[str]]:
+    """Check a verified payload as an AER record (steps 2-5 of :func:`verify_record`).
+
+    Appends the name of each check that held to ``checks``.
+
+    Returns:
+        The statement and the commits checked against ``repo``.
+
+    Raises:
+        SchemaError, SubjectMismatchError, InputError.
+    """
+    # (2)
+    statement = parse_statement(payload)
+    checks.append("statement")
+    # (3)
+    if statement.predicate_type != predicates.AGENT_EXECUTION_V0_1:
+        raise SchemaError(
+            f"predicate type {statement.predicate_type!r} is not an AER agent-execution "
+            f"record ({predicates.AGENT_EXECUTION_V0_1})"
+        )
+    validate_predicate(statement)
+    checks.append("predicate-schema")
+    # (4)
+    check_subject_rule(statement)
+    checks.append("subject-rule")
+    # (5)
+    commits: list[str] = []
+    if repo is not None:
+        commits = verify_commit_subjects(statement, repo, commit=commit)
+        checks.append("repository")
+    return statement, commits
+
+
 def verify_record(
     bundle: Bundle,
     public_key: PublicKey,
@@ -94,7 +133,7 @@ def verify_record(
     """
     if commit is not None and repo is None:
         raise ValueError("commit requires repo")
-    checks = []
+    checks: list[str] = []
     # (1)
     if bundle.certificate_der is not None:
         raise SignatureError(
@@ -102,25 +141,7 @@ def verify_record(
         )
     payload = verify_envelope(bundle.envelope, public_key)
     checks.append("signature")
-    # (2)
-    statement = parse_statement(payload)
-    checks.append("statement")
-    # (3)
-    if statement.predicate_type != predicates.AGENT_EXECUTION_V0_1:
-        raise SchemaError(
-            f"predicate type {statement.predicate_type!r} is not an AER agent-execution "
-            f"record ({predicates.AGENT_EXECUTION_V0_1})"
-        )
-    validate_predicate(statement)
-    checks.append("predicate-schema")
-    # (4)
-    check_subject_rule(statement)
-    checks.append("subject-rule")
-    # (5)
-    commits: list[str] = []
-    if repo is not None:
-        commits = verify_commit_subjects(statement, repo, commit=commit)
-        checks.append("repository")
+    statement, commits = check_record_statement(payload, checks, repo=repo, commit=commit)
     # (6)
     log_entry = None
     if log_key is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from log_server.records import extract_record, summarize_decision
 from predicates import AGENT_EXECUTION_V0_1
+from tests.conftest import ROOT
 from tests.log_server.helpers import (
     FULL_RUN,
     aer_statement,
@@ -132,6 +133,15 @@ class TestExtractRecordAer:
         row, _ = extract_record(st, UUID)
         assert row is None or all(v is None or isinstance(v, str | int) for v in row.values())
 
+    def test_extract_record_delegated_run_indexed_by_grant(self) -> None:
+        st = aer_statement(sponsor="alice@example.com")
+        st["predicate"]["sponsor"]["grant"] = {
+            "digest": {"sha256": "cd" * 32},
+            "logEntry": {"uuid": "EF" * 32, "logIndex": 3},
+        }
+        row, terms = extract_record(st, UUID)
+        assert row is not None and "grant:" + "ef" * 32 in terms
+
 
 class TestExtractRecordOther:
     def test_extract_record_none(self) -> None:
@@ -151,6 +161,10 @@ class TestExtractRecordOther:
     def test_extract_record_aer_type_with_non_object_predicate(self) -> None:
         st = statement([("git:commit:" + commit_id("a"), "00" * 32)], AGENT_EXECUTION_V0_1, [])
         assert extract_record(st, UUID) == (None, ["commit:" + commit_id("a")])
+
+    def test_extract_record_task_grant_has_no_row(self) -> None:
+        grant = ROOT / "predicates" / "task-grant" / "examples" / "valid" / "grant.json"
+        assert extract_record(json.loads(grant.read_text()), UUID) == (None, [])
 
     def test_extract_record_odd_subjects_ignored(self) -> None:
         st = {"subject": ["x", {"name": 5}, {"digest": {}}], "predicateType": "p"}

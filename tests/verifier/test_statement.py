@@ -11,7 +11,19 @@ from verifier.statement import parse_statement, validate_predicate
 from verifier.subjects import check_subject_rule
 
 EXAMPLES = ROOT / "predicates" / "agent-execution" / "examples"
-EXPECTED = json.loads((EXAMPLES / "invalid" / "expected-errors.json").read_text())
+PREDICATE_DIRS = ("agent-execution", "task-grant")
+VALID = [
+    p
+    for d in PREDICATE_DIRS
+    for p in sorted((ROOT / "predicates" / d / "examples" / "valid").glob("*.json"))
+]
+INVALID = {
+    ROOT / "predicates" / d / "examples" / "invalid" / name: text
+    for d in PREDICATE_DIRS
+    for name, text in json.loads(
+        (ROOT / "predicates" / d / "examples" / "invalid" / "expected-errors.json").read_text()
+    ).items()
+}
 
 
 def _stmt(**kw: object) -> bytes:
@@ -52,28 +64,28 @@ class TestParseStatement:
 
 
 class TestValidatePredicate:
-    @pytest.mark.parametrize(
-        "path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda p: p.name
-    )
+    @pytest.mark.parametrize("path", VALID, ids=lambda p: f"{p.parents[2].name}/{p.name}")
     def test_validate_predicate_valid_examples(self, path: Path) -> None:
         s = parse_statement(path.read_bytes())
         validate_predicate(s)
         check_subject_rule(s)
 
-    @pytest.mark.parametrize("name", sorted(EXPECTED))
-    def test_validate_predicate_invalid_examples(self, name: str) -> None:
-        s = parse_statement((EXAMPLES / "invalid" / name).read_bytes())
+    @pytest.mark.parametrize("path", sorted(INVALID), ids=lambda p: f"{p.parents[2].name}/{p.name}")
+    def test_validate_predicate_invalid_examples(self, path: Path) -> None:
+        s = parse_statement(path.read_bytes())
         with pytest.raises(SchemaError, match="violates the schema") as e:
             validate_predicate(s)
-        assert EXPECTED[name] in str(e.value)
+        assert INVALID[path] in str(e.value)
 
     def test_validate_predicate_unknown_type(self) -> None:
         with pytest.raises(SchemaError, match="not an AER predicate"):
             validate_predicate(parse_statement(_stmt()))
 
-    def test_every_invalid_example_has_an_expectation(self) -> None:
-        files = {p.name for p in (EXAMPLES / "invalid").glob("*.json")} - {"expected-errors.json"}
-        assert files == set(EXPECTED)
+    @pytest.mark.parametrize("folder", PREDICATE_DIRS)
+    def test_every_invalid_example_has_an_expectation(self, folder: str) -> None:
+        invalid = ROOT / "predicates" / folder / "examples" / "invalid"
+        files = {p for p in invalid.glob("*.json")} - {invalid / "expected-errors.json"}
+        assert files == {p for p in INVALID if p.parent == invalid}
 
 
 class TestSubjectRule:
@@ -97,4 +109,23 @@ class TestSubjectRule:
         obj = json.loads((EXAMPLES / "valid" / "no-commits.json").read_text())
         obj["subject"][0]["digest"]["sha256"] = "0" * 64
         with pytest.raises(SchemaError, match="wrong digest"):
+            check_subject_rule(parse_statement(json.dumps(obj).encode()))
+
+
+class TestGrantSubjectRule:
+    def _grant(self) -> dict[str, object]:
+        path = ROOT / "predicates" / "task-grant" / "examples" / "valid" / "grant.json"
+        data: dict[str, object] = json.loads(path.read_text())
+        return data
+
+    def test_grant_subject_digest_covers_the_predicate(self) -> None:
+        obj = self._grant()
+        obj["predicate"]["notAfter"] = "2099-01-01T00:00:00Z"  # type: ignore[index]
+        with pytest.raises(SchemaError, match="JCS-canonical predicate"):
+            check_subject_rule(parse_statement(json.dumps(obj).encode()))
+
+    def test_grant_subject_name_is_the_grant_id(self) -> None:
+        obj = self._grant()
+        obj["subject"][0]["name"] = "aer:grant:other"  # type: ignore[index]
+        with pytest.raises(SchemaError, match="exactly one subject"):
             check_subject_rule(parse_statement(json.dumps(obj).encode()))
