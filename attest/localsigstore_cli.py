@@ -15,12 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from attest.localsigstore import (
-    BANNER,
-    CA_CHAIN_FILE,
-    CTLOG_PUBLIC_FILE,
-    LocalSigstore,
-)
+# attest.localsigstore (Flask, the CA code) loads only when a dev-sigstore command runs.
 
 _WARNING = (
     "LOCAL STAND-IN, NOT FOR PRODUCTION: anyone who can run these commands or reach the "
@@ -29,11 +24,15 @@ _WARNING = (
 
 
 def _banner() -> None:
+    from attest.localsigstore import BANNER
+
     print(f"aer dev-sigstore: {BANNER}", file=sys.stderr)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Handle ``aer dev-sigstore init``."""
+    from attest.localsigstore import CA_CHAIN_FILE, CTLOG_PUBLIC_FILE, LocalSigstore
+
     directory = Path(args.dir)
     ls = LocalSigstore.create(directory)
     _banner()
@@ -46,6 +45,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Handle ``aer dev-sigstore serve``: serve until interrupted or terminated."""
+    from attest.localsigstore import LocalSigstore
+
     ls = LocalSigstore.create(Path(args.dir))
     stop = threading.Event()
 
@@ -74,6 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Handle ``aer dev-sigstore token``: print a test identity token."""
+    from attest.localsigstore import LocalSigstore
+
     ls = LocalSigstore.create(Path(args.dir))
     token = ls.issue_token(
         subject=args.subject,

@@ -24,11 +24,12 @@ from attest.recorder import PHASES, digest_of
 from verifier.cli import EXIT_CODES_HELP, print_json, read_file
 from verifier.errors import InputError, PolicyError
 from verifier.jsonutil import loads_strict
-from verifier.policy import evaluate, load_policy, record_inputs
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Handle ``aer policy check``."""
+    from verifier.policy import evaluate, load_policy, record_inputs
+
     policy = load_policy(args.policy)
     data = read_file(args.statement, "statement")
     try:
@@ -62,6 +63,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_hook(args: argparse.Namespace) -> int:
     """Handle ``aer policy hook`` (a PreToolUse hook)."""
+    from verifier.policy import evaluate, load_policy
+
     policy = load_policy(args.policy)
     raw = sys.stdin.buffer.read(4 * 1024 * 1024 + 1)
     try:

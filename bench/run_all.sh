@@ -33,4 +33,5 @@ else
   run $PY bench/storage.py --size 100000 --bodies synthetic
   run $PY bench/audit.py --size 100000 --repeat 1 --seconds 10 --rate 20
 fi
+run $PY bench/keyless.py --runs 30
 ls -l bench/results/*.json >&2

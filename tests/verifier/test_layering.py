@@ -24,6 +24,9 @@ CORE = [
     "jsonutil",
     "audit",
     "witness",
+    "sigstore_verify",
+    "chain",
+    "trustroot",
 ]
 FORBIDDEN = ["flask", "werkzeug", "sqlite3", "sqlite_utils", "gunicorn", "prometheus_client"]
 
