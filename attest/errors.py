@@ -33,3 +33,13 @@ class SigningError(AttestError):
     """The statement could not be signed (for instance it is not valid)."""
 
     exit_code = 5
+
+
+class KeylessError(AttestError):
+    """Keyless signing could not run.
+
+    No usable identity token or trust config, or a Sigstore service (Fulcio,
+    the log) refused or could not be reached.
+    """
+
+    exit_code = 1

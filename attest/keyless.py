@@ -34,7 +34,7 @@ from sigstore.models import ClientTrustConfig
 from sigstore.oidc import ExpiredIdentity, IdentityToken, Issuer, detect_credential
 from sigstore.sign import SigningContext
 
-from attest.errors import SigningError
+from attest.errors import KeylessError
 from attest.signing import check_statement
 from verifier.bundle import Bundle, parse_bundle
 
@@ -56,7 +56,7 @@ def load_trust_config(path: str | os.PathLike[str] | None = None) -> ClientTrust
             the network).
 
     Raises:
-        SigningError: the file is unreadable or not a ClientTrustConfig, or
+        KeylessError: the file is unreadable or not a ClientTrustConfig, or
             the public-good configuration cannot be fetched.
     """
     if path is None:
@@ -65,21 +65,21 @@ def load_trust_config(path: str | os.PathLike[str] | None = None) -> ClientTrust
         try:
             return ClientTrustConfig.production()
         except SigstoreError as e:
-            raise SigningError(
+            raise KeylessError(
                 f"cannot load the Sigstore public-good configuration ({e}); "
                 "pass --trust-config FILE (see 'aer trust-root')"
             ) from e
     try:
         raw = Path(path).read_text("utf-8")
     except OSError as e:
-        raise SigningError(f"cannot read trust config {path}: {e.strerror or e}") from e
+        raise KeylessError(f"cannot read trust config {path}: {e.strerror or e}") from e
     try:
         config = ClientTrustConfig.from_json(raw)
         config.signing_config  # noqa: B018  (validates the services it names)
         return config
     except Exception as e:  # pydantic, sigstore.errors.Error, ValueError
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SigningError(
+        raise KeylessError(
             f"{path} is not a usable Sigstore ClientTrustConfig: {first}; "
             "write one with 'aer trust-root --client-trust-config'"
         ) from e
@@ -114,7 +114,7 @@ def resolve_identity_token(
         detect: ambient credential detection (default: the ``id`` package).
 
     Raises:
-        SigningError: no token was found, or the token found is malformed or
+        KeylessError: no token was found, or the token found is malformed or
             expired (the message names the source, never the value).
     """
     env = dict(os.environ) if env is None else env
@@ -130,16 +130,16 @@ def resolve_identity_token(
     try:
         ambient = detect()
     except SigstoreError as e:
-        raise SigningError(f"the CI's ambient OIDC credential is unusable: {e}") from e
+        raise KeylessError(f"the CI's ambient OIDC credential is unusable: {e}") from e
     if ambient:
         return TokenSource(_parse_token(ambient, "the CI's ambient credential"), "ambient")
     if interactive and oidc_url:
         try:
             token = Issuer(oidc_url).identity_token()
         except Exception as e:  # sigstore.oidc.IssuerError, IdentityError, network
-            raise SigningError(f"browser sign-in with {oidc_url} failed: {e}") from e
+            raise KeylessError(f"browser sign-in with {oidc_url} failed: {e}") from e
         return TokenSource(token, "browser sign-in")
-    raise SigningError(
+    raise KeylessError(
         "no identity token: pass --identity-token, set "
         f"${TOKEN_ENV}, run in a CI job with an OIDC id-token, or run interactively"
     )
@@ -150,7 +150,7 @@ def _parse_token(raw: str, source: str) -> IdentityToken:
         return IdentityToken(raw)
     except SigstoreError as e:
         # The message is sigstore-python's own; it never includes the token.
-        raise SigningError(f"identity token from {source} is unusable: {e}") from e
+        raise KeylessError(f"identity token from {source} is unusable: {e}") from e
 
 
 class KeylessSigner:
@@ -173,25 +173,25 @@ class KeylessSigner:
         """Sign the exact ``statement`` bytes; return the logged v0.3 bundle.
 
         Raises:
-            SigningError: the statement is invalid, or Fulcio or the log
-                refused (the message says which and why).
+            SigningError: the statement is invalid.
+            KeylessError: Fulcio or the log refused (the message says why).
         """
         check_statement(statement)
         try:
             with self._context.signer(self._token) as signer:
                 result = signer.sign_dsse(dsse.Statement(statement))
         except ExpiredIdentity as e:
-            raise SigningError("the identity token has expired; get a fresh one") from e
+            raise KeylessError("the identity token has expired; get a fresh one") from e
         except FulcioClientError as e:
-            raise SigningError(
+            raise KeylessError(
                 f"the certificate authority refused: {e or 'no reason given'}"
             ) from e
         except RekorClientError as e:
-            raise SigningError(f"the transparency log refused the entry: {e}") from e
+            raise KeylessError(f"the transparency log refused the entry: {e}") from e
         except requests.RequestException as e:
-            raise SigningError(f"cannot reach a Sigstore service: {e}") from e
+            raise KeylessError(f"cannot reach a Sigstore service: {e}") from e
         except SigstoreError as e:
-            raise SigningError(f"keyless signing failed: {e}") from e
+            raise KeylessError(f"keyless signing failed: {e}") from e
         return parse_bundle(result.to_json().encode())
 
 
@@ -214,7 +214,8 @@ def sign_keyless(
         The bundle, carrying the Fulcio certificate and the log entry.
 
     Raises:
-        SigningError: see :func:`load_trust_config`,
+        SigningError: the statement is invalid.
+        KeylessError: see :func:`load_trust_config`,
             :func:`resolve_identity_token` and :meth:`KeylessSigner.sign`.
     """
     config = (

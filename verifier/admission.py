@@ -38,6 +38,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -378,10 +379,20 @@ class ImageResult:
 
 
 def trust_digest(trust: GateTrust, builder_keys: Iterable[PublicKey]) -> str:
-    """SHA-256 over the ids of every key the verdicts depend on (log, builders, records)."""
+    """SHA-256 over the ids of every key the verdicts depend on.
+
+    Log, builders, record keys and, for keyless records, the sponsor policy
+    and the trusted Fulcio CAs.
+    """
     ids = [f"log {key_id(trust.log_key)}"]
     ids += sorted(f"builder {key_id(k)}" for k in builder_keys)
     ids += sorted(f"record {key_id(k)}" for k in trust.keys)
+    if trust.sponsors is not None and trust.trusted_root is not None:
+        ids.append(f"sponsors {trust.sponsors.describe()}")
+        ids += sorted(
+            "fulcio " + hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+            for c in trust.trusted_root.get_fulcio_certs()
+        )
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 

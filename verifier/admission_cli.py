@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from verifier import chain_cli
 from verifier.errors import InputError
 
 TRUSTED_ROOT_MESSAGE = (
-    "--trusted-root (a Sigstore trusted root for keyless verification) is not supported yet: "
-    "it arrives with keyless signing. Pass the trust material as keys: --log-key, "
-    "--builder-key and --key"
+    "--trusted-root (a Sigstore trusted root for keyless records) goes with "
+    "--sponsor-identity[-regexp] and --sponsor-oidc-issuer[-regexp]: who may sponsor runs"
 )
 
 
@@ -191,8 +191,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from verifier.policy import load_policy
 
     parser: argparse.ArgumentParser = args.parser
-    if args.trusted_root:
+    if args.trusted_root and not (args.sponsor_identity or args.sponsor_identity_regexp):
         parser.error(TRUSTED_ROOT_MESSAGE)
+    sponsors, trusted_root = chain_cli.sponsor_trust(args)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if not args.builder_key:
@@ -207,12 +208,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not isinstance(log_key, Ed25519PublicKey):
         raise InputError("the log key must be an Ed25519 key (it signs the log's checkpoints)")
     policy = load_policy(args.policy) if args.policy else None
-    if not keys:
+    if not keys and sponsors is None:
         _notice(
-            "no --key: an image whose source commit is claimed by agent records is denied, "
-            "as no record can verify"
+            "no --key and no --sponsor-identity: an image whose source commit is claimed by "
+            "agent records is denied, as no record can verify"
         )
-    trust = GateTrust(keys, LogClient(args.log, timeout=args.timeout), log_key, policy)
+    trust = GateTrust(
+        keys,
+        LogClient(args.log, timeout=args.timeout),
+        log_key,
+        policy,
+        sponsors=sponsors,
+        trusted_root=trusted_root,
+    )
     config = AdmissionConfig(
         mode=args.mode,
         cache_ttl=args.cache_ttl,
@@ -289,9 +297,7 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--key", action="append", metavar="PUB", help="trusted record key (repeatable)")
     s.add_argument("--policy", metavar="FILE", help="CEL policy the covering records must pass")
-    s.add_argument(
-        "--trusted-root", metavar="FILE", help="not supported yet (arrives with keyless signing)"
-    )
+    chain_cli.add_sponsor_options(s)
     s.add_argument(
         "--mode",
         choices=["enforce", "warn"],

@@ -27,29 +27,19 @@ TRUSTED_ROOT_ENV = "AER_TRUSTED_ROOT"
 _ID_OPTIONS = ("identity", "identity_regexp", "oidc_issuer", "oidc_issuer_regexp")
 
 
+_WHO = {
+    "certificate": "who must have signed the record",
+    "sponsor": "who may sponsor runs (sign records directly, or sign task grants)",
+}
+_TRUSTED_ROOT_HELP = (
+    "Sigstore trusted root (from 'aer trust-root'; default $AER_TRUSTED_ROOT, "
+    "else the public-good root shipped with sigstore-python, offline)"
+)
+
+
 def add_keyless_options(p: argparse.ArgumentParser) -> None:
     """Add the identity, sponsor and grant options to ``aer verify``."""
-    g = p.add_argument_group(
-        "keyless records (instead of --key)",
-        "Identities are matched like cosign: exact values, or regular expressions "
-        "searched in the value (anchor them with ^...$).",
-    )
-    for who, text in (
-        ("certificate", "who must have signed the record"),
-        ("sponsor", "who may sponsor runs (sign records directly, or sign task grants)"),
-    ):
-        g.add_argument(f"--{who}-identity", metavar="ID", help=f"{text}: the identity")
-        g.add_argument(f"--{who}-identity-regexp", metavar="RE", help=f"{text}: a pattern")
-        g.add_argument(f"--{who}-oidc-issuer", metavar="URL", help=f"{text}: the OIDC issuer")
-        g.add_argument(
-            f"--{who}-oidc-issuer-regexp", metavar="RE", help=f"{text}: an issuer pattern"
-        )
-    g.add_argument(
-        "--trusted-root",
-        metavar="FILE",
-        help="Sigstore trusted root (from 'aer trust-root'; default $AER_TRUSTED_ROOT, "
-        "else the public-good root shipped with sigstore-python, offline)",
-    )
+    g = _identity_group(p, ("certificate", "sponsor"), "keyless records (instead of --key)")
     g.add_argument(
         "--grant",
         metavar="FILE",
@@ -61,6 +51,48 @@ def add_keyless_options(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="log to fetch the grant from (default: the trusted root's transparency log)",
     )
+
+
+def add_sponsor_options(p: argparse.ArgumentParser) -> None:
+    """Add the sponsor options and ``--trusted-root`` (the gate's keyless trust)."""
+    _identity_group(p, ("sponsor",), "keyless records (besides --key)")
+
+
+def sponsor_trust(args: argparse.Namespace) -> tuple[SponsorPolicy | None, Any]:
+    """Return ``(sponsor policy, trusted root)`` from the options, or ``(None, None)``."""
+    from verifier.sigstore_verify import load_trusted_root
+
+    sponsors = _policy(args, "sponsor")
+    if sponsors is None:
+        if args.trusted_root:
+            raise UsageError("--trusted-root goes with --sponsor-identity/--sponsor-oidc-issuer")
+        return None, None
+    return sponsors, load_trusted_root(_trusted_root_path(args))
+
+
+def _trusted_root_path(args: argparse.Namespace) -> Path | None:
+    path = args.trusted_root or os.environ.get(TRUSTED_ROOT_ENV) or None
+    return Path(path) if path else None
+
+
+def _identity_group(
+    p: argparse.ArgumentParser, whos: tuple[str, ...], title: str
+) -> argparse._ArgumentGroup:
+    g = p.add_argument_group(
+        title,
+        "Identities are matched like cosign: exact values, or regular expressions "
+        "searched in the value (anchor them with ^...$).",
+    )
+    for who in whos:
+        text = _WHO[who]
+        g.add_argument(f"--{who}-identity", metavar="ID", help=f"{text}: the identity")
+        g.add_argument(f"--{who}-identity-regexp", metavar="RE", help=f"{text}: a pattern")
+        g.add_argument(f"--{who}-oidc-issuer", metavar="URL", help=f"{text}: the OIDC issuer")
+        g.add_argument(
+            f"--{who}-oidc-issuer-regexp", metavar="RE", help=f"{text}: an issuer pattern"
+        )
+    g.add_argument("--trusted-root", metavar="FILE", help=_TRUSTED_ROOT_HELP)
+    return g
 
 
 def wants_keyless(args: argparse.Namespace) -> bool:
@@ -110,8 +142,7 @@ def verify_keyless(args: argparse.Namespace, bundle_json: bytes) -> VerifiedChai
         # Direct records: the signer is the sponsor.
         sponsors, certificate = certificate, None
     assert sponsors is not None  # wants_keyless() held
-    root_path = args.trusted_root or os.environ.get(TRUSTED_ROOT_ENV) or None
-    trusted_root = load_trusted_root(Path(root_path) if root_path else None)
+    trusted_root = load_trusted_root(_trusted_root_path(args))
     grant_bundle = Path(args.grant).read_bytes() if args.grant else None
     urls = [args.grant_log] if args.grant_log else _log_urls(trusted_root)
     return verify_sponsored_record(

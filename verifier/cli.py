@@ -360,13 +360,25 @@ def cmd_gate_commits(args: argparse.Namespace) -> int:
     from verifier.gate import CommitGate, GateTrust, exit_code, summary
     from verifier.policy import load_policy
 
-    if not args.key:
-        raise InputError("pass --key PUB (repeatable): the keys whose records the gate trusts")
-    keys = [load_public_key(read_file(k, "public key")) for k in args.key]
+    sponsors, trusted_root = chain_cli.sponsor_trust(args)
+    if not args.key and sponsors is None:
+        raise UsageError(
+            "say whose records the gate trusts: --key PUB (repeatable) and/or "
+            "--sponsor-identity/--sponsor-oidc-issuer with --trusted-root (keyless)"
+        )
+    keys = [load_public_key(read_file(k, "public key")) for k in args.key or []]
     client = LogClient(args.log)
     log_key = load_log_key(args.log_key or args.log, notice=_notice)
     policy = load_policy(args.policy) if args.policy else None
-    trust = GateTrust(keys, client, log_key, policy, args.agent_identity or [])
+    trust = GateTrust(
+        keys,
+        client,
+        log_key,
+        policy,
+        args.agent_identity or [],
+        sponsors=sponsors,
+        trusted_root=trusted_root,
+    )
     repo = Path(args.repo)
     verdicts = CommitGate(repo, trust, progress=_notice).run(args.range)
     report = summary(verdicts)
@@ -395,12 +407,15 @@ def cmd_gate_image(args: argparse.Namespace) -> int:
         raise InputError("pass --builder-key PUB: the key(s) whose provenance the gate trusts")
     keys = [load_public_key(read_file(k, "public key")) for k in args.key or []]
     builders = [load_public_key(read_file(k, "builder key")) for k in args.builder_key]
+    sponsors, trusted_root = chain_cli.sponsor_trust(args)
     trust = GateTrust(
         keys,
         LogClient(args.log),
         load_log_key(args.log_key or args.log, _notice),
         load_policy(args.policy) if args.policy else None,
         args.agent_identity or [],
+        sponsors=sponsors,
+        trusted_root=trusted_root,
     )
     verdict = check_image(
         args.image,
@@ -439,7 +454,9 @@ def register_gate(sub: Any) -> None:
         help="check every commit in a range",
         description=(
             "Pass only if every agent-authored commit in RANGE is covered by a record that "
-            "verifies: signed by a trusted --key, included in the log under its pinned key, "
+            "verifies: signed by a trusted --key (or keyless, with its sponsor chain verified "
+            "under --sponsor-identity/--sponsor-oidc-issuer as by 'aer verify'), included in "
+            "the log under its pinned key, "
             "schema-valid, naming the commit with a digest recomputed from the repository, "
             "and allowed by --policy. A commit is agent-authored when it has an Agent-Run "
             "trailer, its author or committer matches --agent-identity, or a record in the "
@@ -461,6 +478,7 @@ def register_gate(sub: Any) -> None:
         help="author/committer e-mail pattern of agents, e.g. '*-bot@example.com'",
     )
     c.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    chain_cli.add_sponsor_options(c)
     c.set_defaults(func=cmd_gate_commits)
 
     i = gsub.add_parser(
@@ -490,6 +508,7 @@ def register_gate(sub: Any) -> None:
         help="author/committer e-mail pattern of agents",
     )
     i.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    chain_cli.add_sponsor_options(i)
     i.set_defaults(func=cmd_gate_image)
 
 

@@ -8,10 +8,12 @@ A commit is **agent-authored** when (documented default rules):
 3. any record in the log claims it (the records API, by commit).
 
 A commit is **covered** only by a record that fully verifies: signed by a
-trusted key, included in the log (inclusion proof, checkpoint and SET under
-the trusted log key), valid against the predicate schema and subject rule,
-naming the commit as a subject whose digest matches the commit object
-recomputed from the repository, and allowed by the policy if one is given.
+trusted key (or, with a sponsor policy, keyless: its certificate and sponsor
+chain verified as by ``aer verify``, see :mod:`verifier.chain`), included
+in the log (inclusion proof, checkpoint and SET under the trusted log key),
+valid against the predicate schema and subject rule, naming the commit as a
+subject whose digest matches the commit object recomputed from the
+repository, and allowed by the policy if one is given.
 A trailer or a message alone never covers a commit. Human-only commits pass.
 """
 
@@ -23,7 +25,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import predicates
 from verifier.dsse import parse_envelope, verify_envelope
@@ -39,7 +41,12 @@ from verifier.errors import (
 from verifier.keys import PublicKey, format_public_key, key_id
 from verifier.logclient import LogClient
 from verifier.policy import Decision, Policy, evaluate, record_inputs
-from verifier.rekor import VerifiedLogEntry, tlog_entry_from_response, verify_tlog_entry
+from verifier.rekor import (
+    VerifiedLogEntry,
+    bundle_from_log_record,
+    tlog_entry_from_response,
+    verify_tlog_entry,
+)
 from verifier.statement import Statement, parse_statement, validate_predicate
 from verifier.subjects import (
     COMMIT_PREFIX,
@@ -47,6 +54,11 @@ from verifier.subjects import (
     commit_object_digest,
     read_commit_object,
 )
+
+if TYPE_CHECKING:  # sigstore-python loads only when keyless records are trusted
+    from sigstore.models import TrustedRoot
+
+    from verifier.chain import SponsorPolicy
 
 TRAILER = "Agent-Run"
 
@@ -63,6 +75,10 @@ class GateTrust:
     log_key: PublicKey
     policy: Policy | None = None
     agent_identities: Sequence[str] = ()
+    sponsors: SponsorPolicy | None = None
+    """Also trust keyless records whose sponsor chain verifies under this policy."""
+    trusted_root: TrustedRoot | None = None
+    """The Fulcio CAs, CT logs and logs keyless records are verified with."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +87,10 @@ class LoggedRecord:
 
     uuid: str
     statement: Statement
-    signer_key_id: str
+    signer: dict[str, Any]
     log_entry: VerifiedLogEntry
+    sponsor: dict[str, Any] | None = None
+    """The verified sponsor (keyless records); None: the predicate's, unverified."""
 
 
 @dataclass
@@ -134,6 +152,13 @@ def verify_logged_record(doc: dict[str, Any], trust: GateTrust) -> LoggedRecord:
         answer = doc["logEntry"]
     except (KeyError, TypeError) as e:
         raise InputError(f"the log's record answer is malformed: {e}") from e
+    if trust.sponsors is not None:
+        try:
+            bundle_json = bundle_from_log_record(doc)
+        except InputError:  # signed with a key: the key path below
+            bundle_json = None
+        if bundle_json is not None:
+            return _verify_keyless(str(doc.get("uuid")), bundle_json, trust)
     # (1)
     signer: PublicKey | None = None
     payload = b""
@@ -159,7 +184,38 @@ def verify_logged_record(doc: dict[str, Any], trust: GateTrust) -> LoggedRecord:
     entry = verify_tlog_entry(
         tlog_entry_from_response(answer), envelope, format_public_key(signer), trust.log_key
     )
-    return LoggedRecord(str(doc.get("uuid")), statement, key_id(signer), entry)
+    return LoggedRecord(str(doc.get("uuid")), statement, {"keyId": key_id(signer)}, entry)
+
+
+def _verify_keyless(uuid: str, bundle_json: bytes, trust: GateTrust) -> LoggedRecord:
+    """Verify a keyless record and its sponsor chain; bind its entry to the pinned log key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from verifier.bundle import parse_bundle
+    from verifier.chain import verify_sponsored_record
+    from verifier.chain_cli import fetch_grant_from
+
+    assert trust.sponsors is not None
+    if trust.trusted_root is None:
+        raise InputError("keyless records need a trusted root (--trusted-root)")
+    chain = verify_sponsored_record(
+        bundle_json,
+        trusted_root=trust.trusted_root,
+        sponsors=trust.sponsors,
+        fetch_grant=fetch_grant_from([trust.log.url]),
+    )
+    bundle = parse_bundle(bundle_json)
+    cert_pem = chain.signer.certificate.public_bytes(serialization.Encoding.PEM)
+    entry = verify_tlog_entry(bundle.tlog_entries[0], bundle.envelope, cert_pem, trust.log_key)
+    signer = {"identity": chain.signer.identity, "issuer": chain.signer.issuer}
+    predicate_sponsor = chain.statement.predicate["sponsor"]
+    sponsor = {
+        "identity": predicate_sponsor["identity"],
+        "verified": True,
+        "mode": chain.mode,
+        "grant": chain.grant.summary() if chain.grant else None,
+    }
+    return LoggedRecord(uuid, chain.statement, signer, entry, sponsor)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -231,7 +287,7 @@ class CommitGate:
             self._decisions[rec.uuid] = evaluate(
                 self.trust.policy,
                 record_inputs(
-                    statement, signer={"keyId": rec.signer_key_id}, log=rec.log_entry.summary()
+                    statement, signer=rec.signer, sponsor=rec.sponsor, log=rec.log_entry.summary()
                 ),
             )
         return self._decisions[rec.uuid]

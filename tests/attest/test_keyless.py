@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attest.errors import SigningError
+from attest.errors import KeylessError
 from attest.keyless import TOKEN_ENV, load_trust_config, resolve_identity_token
 from attest.localsigstore import LocalSigstore
 
@@ -55,41 +55,41 @@ class TestResolveIdentityToken:
         assert (found.source, found.token.identity) == ("ambient", "c@example.com")
 
     def test_nothing_found_says_what_to_do(self) -> None:
-        with pytest.raises(SigningError, match="--identity-token") as e:
+        with pytest.raises(KeylessError, match="--identity-token") as e:
             resolve_identity_token(None, env={}, detect=_no_ambient, interactive=False)
         assert TOKEN_ENV in str(e.value)
 
     def test_no_browser_without_terminal(self) -> None:
-        with pytest.raises(SigningError, match="no identity token"):
+        with pytest.raises(KeylessError, match="no identity token"):
             resolve_identity_token(
                 None, env={}, detect=_no_ambient, interactive=False, oidc_url="http://x"
             )
 
     def test_malformed_token_is_not_echoed(self) -> None:
         secret = "eyJhbGciOiJub25lIn0.c2VjcmV0LXZhbHVl.sig"
-        with pytest.raises(SigningError, match=r"from \$AER_IDENTITY_TOKEN is unusable") as e:
+        with pytest.raises(KeylessError, match=r"from \$AER_IDENTITY_TOKEN is unusable") as e:
             resolve_identity_token(None, env={TOKEN_ENV: secret}, detect=_no_ambient)
         assert secret not in str(e.value) and "c2VjcmV0" not in str(e.value)
 
     def test_expired_token_refused(self, ls: LocalSigstore) -> None:
         token = _token(ls, "a@example.com", ttl=-60)
-        with pytest.raises(SigningError, match="unusable") as e:
+        with pytest.raises(KeylessError, match="unusable") as e:
             resolve_identity_token(token, env={}, detect=_no_ambient)
         assert token not in str(e.value)
 
 
 class TestLoadTrustConfig:
     def test_missing_file(self, tmp_path: Path) -> None:
-        with pytest.raises(SigningError, match="cannot read trust config"):
+        with pytest.raises(KeylessError, match="cannot read trust config"):
             load_trust_config(tmp_path / "nope.json")
 
     def test_not_a_trust_config(self, tmp_path: Path) -> None:
         f = tmp_path / "x.json"
         f.write_text(json.dumps({"mediaType": "application/json"}))
-        with pytest.raises(SigningError, match="aer trust-root --client-trust-config"):
+        with pytest.raises(KeylessError, match="aer trust-root --client-trust-config"):
             load_trust_config(f)
 
     def test_env_names_the_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("AER_TRUST_CONFIG", str(tmp_path / "from-env.json"))
-        with pytest.raises(SigningError, match=r"from-env\.json"):
+        with pytest.raises(KeylessError, match=r"from-env\.json"):
             load_trust_config(None)

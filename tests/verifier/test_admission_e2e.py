@@ -377,7 +377,7 @@ class TestAdmissionServe:
         finally:
             hook.stop()
 
-    def test_trusted_root_is_a_usage_error(self, world: World) -> None:
+    def test_trusted_root_without_sponsor_is_a_usage_error(self, world: World) -> None:
         r = subprocess.run(
             [str(AER), "admission", "serve", "--log", world.log.url, "--trusted-root", "tr.json"],
             capture_output=True,
@@ -385,4 +385,4 @@ class TestAdmissionServe:
             env={**os.environ, **world.env},
             timeout=60,
         )
-        assert r.returncode == 2 and "arrives with keyless signing" in r.stderr
+        assert r.returncode == 2 and "goes with --sponsor-identity" in r.stderr

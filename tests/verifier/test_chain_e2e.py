@@ -354,3 +354,99 @@ def test_certificate_without_sct_is_refused(world: World) -> None:
         "--certificate-identity", SPONSOR, "--certificate-oidc-issuer", SPONSOR_ISSUER,
     )  # fmt: skip
     _fails(r, 8, "SCT")
+
+
+class TestGate:
+    """``aer gate commits`` trusts keyless records through the same sponsor chain."""
+
+    POLICY = f"""\
+name: proven
+version: "1"
+rules:
+  - name: sponsor-proven
+    expression: sponsor.verified == true && sponsor.mode == "delegated"
+    message: the sponsor must be proven through a grant
+  - name: signer-is-the-agent
+    expression: signer.identity == "{AGENT_ID}"
+    message: signed by the agent workflow
+"""
+
+    def _gate(self, world: World, repo: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return world.aer(
+            "gate", "commits", "--repo", str(repo), "--range", "HEAD~1..HEAD",
+            "--log", world.log.url, "--json", *extra,
+        )  # fmt: skip
+
+    def _sponsor(self, world: World) -> list[str]:
+        return ["--trusted-root", str(world.trusted_root), "--sponsor-identity", SPONSOR,
+                "--sponsor-oidc-issuer", SPONSOR_ISSUER]  # fmt: skip
+
+    def test_delegated_record_covers_its_commit(self, world: World, delegated: Path) -> None:
+        policy = world.tmp / "proven.yaml"
+        policy.write_text(self.POLICY)
+        r = self._gate(world, world.tmp / "repo-delegated", *self._sponsor(world),
+                       "--policy", str(policy))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (verdict,) = json.loads(r.stdout)["results"]
+        assert verdict["outcome"] == "covered"
+        assert verdict["policy"]["decision"] == "allow"
+
+    def test_keyless_record_without_sponsor_options_is_untrusted(
+        self, world: World, delegated: Path, tmp_path: Path
+    ) -> None:
+        r = world.aer("keygen", "--out", str(tmp_path / "k"))
+        assert r.returncode == 0, r.stderr
+        r = self._gate(world, world.tmp / "repo-delegated", "--key", str(tmp_path / "k.pub"))
+        assert r.returncode == 4, r.stderr
+        assert "not signed by a trusted key" in r.stderr
+
+    def test_agent_outside_grant_fails_the_gate(self, world: World, grant: Path) -> None:
+        st = _record(world, "gate-rogue", "--grant", str(grant))
+        world.sign(st, world.token(OTHER_AGENT_ID, AGENT_ISSUER), world.tmp / "gate-rogue.b.json")
+        r = self._gate(world, world.tmp / "repo-gate-rogue", *self._sponsor(world))
+        assert r.returncode == 8, r.stderr
+        assert "agent identity not in grant" in r.stderr
+
+    def test_no_trust_is_a_usage_error(self, world: World) -> None:
+        r = self._gate(world, world.tmp / "repo-delegated")
+        _fails_usage = r.returncode == 2 and "say whose records the gate trusts" in r.stderr
+        assert _fails_usage, r.stderr
+
+
+class TestAdmission:
+    """The admission webhook admits an image built from a commit a keyless record covers."""
+
+    def test_webhook_trusts_delegated_records(
+        self, world: World, delegated: Path, grant: Path
+    ) -> None:
+        from tests.verifier.test_admission_e2e import pod_review, start_webhook
+
+        good = "registry.example.com/payments/svc@sha256:" + "a1" * 32
+        rogue = "registry.example.com/payments/rogue@sha256:" + "b2" * 32
+        st = _record(world, "adm-rogue", "--grant", str(grant))
+        world.sign(st, world.token(OTHER_AGENT_ID, AGENT_ISSUER), world.tmp / "adm-rogue.b.json")
+        r = world.aer("keygen", "--out", str(world.tmp / "builder"))
+        assert r.returncode == 0, r.stderr
+        for image, repo in ((good, "repo-delegated"), (rogue, "repo-adm-rogue")):
+            r = world.aer(
+                "attest", "provenance", "--image", image, "--repo", str(world.tmp / repo),
+                "--builder-id", "https://ci.example.com/build", "--key",
+                str(world.tmp / "builder.key"), "--out", str(world.tmp / f"{repo}.prov.json"),
+                "--log", world.log.url,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
+        env = {"HOME": str(world.tmp), "XDG_CONFIG_HOME": str(world.tmp)}
+        hook = start_webhook(
+            world.tmp / "webhook", env, "--log", world.log.url,
+            "--builder-key", str(world.tmp / "builder.pub"),
+            "--trusted-root", str(world.trusted_root),
+            "--sponsor-identity", SPONSOR, "--sponsor-oidc-issuer", SPONSOR_ISSUER,
+        )  # fmt: skip
+        try:
+            resp = hook.review(pod_review(good))
+            assert resp["allowed"] is True, resp
+            resp = hook.review(pod_review(rogue))
+            assert resp["allowed"] is False
+            assert "agent identity not in grant" in resp["status"]["message"], resp
+        finally:
+            hook.stop()

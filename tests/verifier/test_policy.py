@@ -126,7 +126,7 @@ class TestEvaluate:
         inputs = record_inputs(FULL, signer={"keyId": "k"}, log={"logIndex": 4})
         d = evaluate(load_policy(LIBRARY), inputs, now=datetime(2026, 11, 26, tzinfo=UTC))
         failed = {r.name for r in d.results if not r.passed}
-        assert failed == {"tests-ran", "agent-identity-pinned", "paths-in-scope"}
+        assert failed == {"tests-ran", "agent-identity-pinned", "paths-in-scope", "sponsor-proven"}
         assert d.to_dict()["inputDigest"]["sha256"] == d.input_digest
         late = evaluate(load_policy(LIBRARY), inputs, now=datetime(2027, 6, 1, tzinfo=UTC))
         assert "record-younger-than-30-days" in {r.name for r in late.results if not r.passed}
