@@ -20,6 +20,7 @@ from verifier.rekor import bundle_from_log_record
 
 if TYPE_CHECKING:  # sigstore-python loads only when a keyless record is verified
     from verifier.chain import GrantFetcher, SponsorPolicy, VerifiedChain
+    from verifier.rekor import VerifiedLogEntry
 
 TRUSTED_ROOT_ENV = "AER_TRUSTED_ROOT"
 """Environment variable naming the trusted root file for keyless verification."""
@@ -131,11 +132,6 @@ def verify_keyless(args: argparse.Namespace, bundle_json: bytes) -> VerifiedChai
     from verifier.chain import verify_sponsored_record
     from verifier.sigstore_verify import load_trusted_root
 
-    if args.log_key or args.witness:
-        raise UsageError(
-            "keyless records are checked against the trusted root's logs; drop --log-key/"
-            "--witness (witnessed checkpoints work with --key records)"
-        )
     certificate = _policy(args, "certificate")
     sponsors = _policy(args, "sponsor")
     if sponsors is None:
@@ -155,6 +151,24 @@ def verify_keyless(args: argparse.Namespace, bundle_json: bytes) -> VerifiedChai
         repo=Path(args.repo) if args.repo else None,
         commit=args.commit,
     )
+
+
+def verify_entry_under(
+    bundle_json: bytes, verified: VerifiedChain, log_key: Any
+) -> VerifiedLogEntry:
+    """Check the record's log entry (proof, checkpoint, SET) under one pinned log key.
+
+    Raises:
+        LogProofError: the entry does not verify under ``log_key``.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from verifier.bundle import parse_bundle
+    from verifier.rekor import verify_tlog_entry
+
+    bundle = parse_bundle(bundle_json)
+    pem = verified.signer.certificate.public_bytes(serialization.Encoding.PEM)
+    return verify_tlog_entry(bundle.tlog_entries[0], bundle.envelope, pem, log_key)
 
 
 def _log_urls(trusted_root: Any) -> list[str]:

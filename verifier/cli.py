@@ -177,11 +177,30 @@ def _cmd_verify_keyless(args: argparse.Namespace) -> int:
             "say whom to trust: --key PEM (key-signed records) or --certificate-identity/"
             "--certificate-oidc-issuer or --sponsor-identity/--sponsor-oidc-issuer (keyless)"
         )
-    verified = chain_cli.verify_keyless(args, read_file(args.bundle, "bundle"))
+    if args.witness and not args.log_key:
+        raise UsageError("--witness needs --log-key PEM_OR_URL (AER's log, which witnesses cosign)")
+    witnesses = _witness_options(args)
+    bundle_json = read_file(args.bundle, "bundle")
+    verified = chain_cli.verify_keyless(args, bundle_json)
+    witnessed = None
+    if args.log_key:
+        # The trusted root already vouched for the entry; --log-key also pins it to
+        # this log key (and lets witnesses vouch for the checkpoint).
+        log_key = load_log_key(args.log_key, notice=_notice)
+        entry = chain_cli.verify_entry_under(bundle_json, verified, log_key)
+        if witnesses is not None:
+            witnessed = _check_witnessed(
+                args, entry.checkpoint, log_key, witnesses[0], witnesses[1]
+            )
+    summary = verified.summary()
+    if witnessed is not None:
+        summary["witnessed"] = witnessed.summary()
     if args.json:
-        print_json(verified.summary())
+        print_json(summary)
     else:
         chain_cli.print_chain(verified)
+        if witnessed is not None:
+            _print_witnessed(witnessed)
     return 0
 
 

@@ -189,11 +189,8 @@ def verify_logged_record(doc: dict[str, Any], trust: GateTrust) -> LoggedRecord:
 
 def _verify_keyless(uuid: str, bundle_json: bytes, trust: GateTrust) -> LoggedRecord:
     """Verify a keyless record and its sponsor chain; bind its entry to the pinned log key."""
-    from cryptography.hazmat.primitives import serialization
-
-    from verifier.bundle import parse_bundle
     from verifier.chain import verify_sponsored_record
-    from verifier.chain_cli import fetch_grant_from
+    from verifier.chain_cli import fetch_grant_from, verify_entry_under
 
     assert trust.sponsors is not None
     if trust.trusted_root is None:
@@ -204,9 +201,7 @@ def _verify_keyless(uuid: str, bundle_json: bytes, trust: GateTrust) -> LoggedRe
         sponsors=trust.sponsors,
         fetch_grant=fetch_grant_from([trust.log.url]),
     )
-    bundle = parse_bundle(bundle_json)
-    cert_pem = chain.signer.certificate.public_bytes(serialization.Encoding.PEM)
-    entry = verify_tlog_entry(bundle.tlog_entries[0], bundle.envelope, cert_pem, trust.log_key)
+    entry = verify_entry_under(bundle_json, chain, trust.log_key)
     signer = {"identity": chain.signer.identity, "issuer": chain.signer.issuer}
     predicate_sponsor = chain.statement.predicate["sponsor"]
     sponsor = {

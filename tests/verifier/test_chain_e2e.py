@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ REPO_URI = "https://github.com/example/payments"
 
 AGENT_SCRIPT = """\
 import subprocess
+import time
 src = open("calc.py").read().replace("a - b", "a + b")
 open("calc.py", "w").write(src)
 subprocess.run(["git", "commit", "-q", "-am", "Fix add()"], check=True)
@@ -170,6 +172,16 @@ class TestDelegated:
             world.log.url + "/api/v1/records", params={"subject": "grant:" + uuid}, timeout=10
         ).json()
         assert [r["runId"] for r in page["records"]] == [st["predicate"]["runId"]]
+
+    def test_pinned_log_key(self, world: World, delegated: Path, tmp_path: Path) -> None:
+        r = world.verify(delegated, "--log-key", world.log.url, "--json")
+        assert r.returncode == 0, r.stderr
+        other = tmp_path / "other"
+        assert world.aer("keygen", "--out", str(other)).returncode == 0
+        _fails(world.verify(delegated, "--log-key", str(other) + ".pub"), 7, "")
+
+    def test_witness_needs_log_key(self, world: World, delegated: Path) -> None:
+        _fails(world.verify(delegated, "--witness", "w+1234+AAAA"), 2, "--witness needs --log-key")
 
     def test_human_output(self, world: World, delegated: Path) -> None:
         r = world.verify(delegated)
@@ -450,3 +462,49 @@ class TestAdmission:
             assert "agent identity not in grant" in resp["status"]["message"], resp
         finally:
             hook.stop()
+
+
+def test_witnessed_keyless_record(world: World, tmp_path: Path) -> None:
+    """``aer verify --witness`` works for keyless records as for key-signed ones."""
+    from log_server.logkey import load_or_create
+    from tests.logserver_proc import free_port, start_log, start_witness
+
+    port = free_port()
+    origin = f"127.0.0.1:{port}"
+    log_vkey = load_or_create(tmp_path / "log", origin, origin).vkey()
+    witness = start_witness(tmp_path / "w", "witness.test/w1", log_vkey)
+    log = start_log(tmp_path / "log", port, "--witness", f"{witness.url}={witness.vkey}")
+    try:
+        config, root = tmp_path / "config.json", tmp_path / "root.json"
+        common = [
+            "trust-root", "--log", log.url,
+            "--fulcio-ca", str(world.ls.directory / "ca-chain.pem"),
+            "--ctlog-key", str(world.ls.directory / "ctlog.pub"),
+        ]  # fmt: skip
+        r = world.aer(*common, "--fulcio-url", world.fulcio_url, "--out", str(config),
+                      "--client-trust-config")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert world.aer(*common, "--out", str(root)).returncode == 0
+        st = _record(world, "witnessed", "--sponsor", SPONSOR, "--sponsor-issuer", SPONSOR_ISSUER)
+        bundle = tmp_path / "b.json"
+        r = world.aer(
+            "sign", "--keyless", "--identity-token", world.sponsor_token(),
+            "--trust-config", str(config), "--out", str(bundle), str(st),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        args = [
+            "verify", "--bundle", str(bundle), "--trusted-root", str(root),
+            "--certificate-identity", SPONSOR, "--certificate-oidc-issuer", SPONSOR_ISSUER,
+            "--log-key", log.url, "--witness", witness.vkey, "--json",
+        ]  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:  # the log asks its witness to cosign in the background
+            r = world.aer(*args)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["witnessed"]["cosigners"] == ["witness.test/w1"]
+    finally:
+        log.stop()
+        witness.stop()
