@@ -162,19 +162,13 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
-    from attest.keyless import KeylessSigner, load_trust_config, resolve_identity_token
+    from attest.keyless import keyless_signer
 
     if args.log or args.log_key:
         raise UsageError(
             "--keyless logs in the trust config's transparency log; drop --log/--log-key"
         )
-    config = load_trust_config(args.trust_config)
-    try:
-        oidc_url: str | None = config.signing_config.get_oidc_url()
-    except Exception:  # no OIDC provider named: the browser flow is unavailable
-        oidc_url = None
-    found = resolve_identity_token(args.identity_token, oidc_url=oidc_url)
-    signer = KeylessSigner(config, found.token)
+    signer = keyless_signer(args.trust_config, args.identity_token)
     bundle = signer.sign(statement)
     write_atomic(Path(args.out), format_bundle(bundle))
     entry = bundle.tlog_entries[0] if bundle.tlog_entries else {}

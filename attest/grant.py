@@ -25,6 +25,7 @@ from verifier.bundle import Bundle
 from verifier.dsse import decode_b64
 from verifier.errors import AerError
 from verifier.rekor import entry_uuid
+from verifier.rfc3339 import format_rfc3339
 from verifier.statement import STATEMENT_TYPE, parse_statement
 from verifier.subjects import grant_subject
 
@@ -42,11 +43,6 @@ def parse_duration(value: str) -> timedelta:
     if not m or int(m.group(1)) == 0:
         raise AttestError(f"a duration is a positive number with s, m, h or d, not {value!r}")
     return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-
-
-def format_time(value: datetime) -> str:
-    """RFC 3339 UTC with ``Z`` and whole seconds, as the predicates use."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_grant(
@@ -93,9 +89,9 @@ def build_grant(
         "task": dict(task),
         "agents": [dict(a) for a in agents],
         "scope": {"repositories": list(repositories)},
-        "notBefore": format_time(start),
-        "notAfter": format_time(start + valid_for),
-        "issuedAt": format_time(issued),
+        "notBefore": format_rfc3339(start),
+        "notAfter": format_rfc3339(start + valid_for),
+        "issuedAt": format_rfc3339(issued),
     }
     if branches:
         predicate["scope"]["branches"] = list(branches)

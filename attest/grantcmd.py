@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from attest.errors import AttestError
 from attest.grant import build_grant, parse_duration
 from attest.record import write_atomic
 from attest.recorder import parse_identity
 from verifier.cli import EXIT_CODES_HELP, print_json
 from verifier.errors import UsageError
+from verifier.rfc3339 import parse_rfc3339
 
 
 def cmd_grant_create(args: argparse.Namespace) -> int:
@@ -40,16 +39,7 @@ def cmd_grant_create(args: argparse.Namespace) -> int:
         budget["costUsd"] = args.budget_cost
     if args.budget_seconds is not None:
         budget["durationSeconds"] = args.budget_seconds
-    not_before = None
-    if args.not_before:
-        try:
-            not_before = datetime.fromisoformat(args.not_before.replace("Z", "+00:00"))
-        except ValueError as e:
-            raise AttestError(
-                f"--not-before takes an RFC 3339 time, not {args.not_before!r}"
-            ) from e
-        if not_before.tzinfo is None:
-            raise AttestError("--not-before needs a time zone (e.g. 2026-11-25T09:00:00Z)")
+    not_before = parse_rfc3339(args.not_before, "--not-before") if args.not_before else None
     data = build_grant(
         sponsor=parse_identity(args.sponsor, args.sponsor_issuer),
         task=task,

@@ -195,6 +195,35 @@ class KeylessSigner:
         return parse_bundle(result.to_json().encode())
 
 
+def keyless_signer(
+    trust_config: str | os.PathLike[str] | ClientTrustConfig | None = None,
+    identity_token: str | None = None,
+) -> KeylessSigner:
+    """Load the trust config and find the identity token; return a ready signer.
+
+    Args:
+        trust_config: a ClientTrustConfig, its file, or None (see
+            :func:`load_trust_config`).
+        identity_token: an OIDC token; None resolves one as
+            :func:`resolve_identity_token` does (the browser flow uses the
+            trust config's OIDC provider).
+
+    Raises:
+        KeylessError: see :func:`load_trust_config` and :func:`resolve_identity_token`.
+    """
+    config = (
+        trust_config
+        if isinstance(trust_config, ClientTrustConfig)
+        else load_trust_config(trust_config)
+    )
+    try:
+        oidc_url: str | None = config.signing_config.get_oidc_url()
+    except SigstoreError:  # the config names no OIDC provider: no browser flow
+        oidc_url = None
+    found = resolve_identity_token(identity_token, oidc_url=oidc_url)
+    return KeylessSigner(config, found.token)
+
+
 def sign_keyless(
     statement: bytes,
     *,
@@ -203,33 +232,11 @@ def sign_keyless(
 ) -> Bundle:
     """Sign ``statement`` keyless in one call (the SDK's convenience form).
 
-    Args:
-        statement: the exact in-toto Statement bytes.
-        trust_config: a ClientTrustConfig, its file, or None (see
-            :func:`load_trust_config`).
-        identity_token: an OIDC token; None resolves one as
-            :func:`resolve_identity_token` does.
-
     Returns:
         The bundle, carrying the Fulcio certificate and the log entry.
 
     Raises:
         SigningError: the statement is invalid.
-        KeylessError: see :func:`load_trust_config`,
-            :func:`resolve_identity_token` and :meth:`KeylessSigner.sign`.
+        KeylessError: see :func:`keyless_signer` and :meth:`KeylessSigner.sign`.
     """
-    config = (
-        trust_config
-        if isinstance(trust_config, ClientTrustConfig)
-        else load_trust_config(trust_config)
-    )
-    oidc_url = _oidc_url(config)
-    found = resolve_identity_token(identity_token, oidc_url=oidc_url)
-    return KeylessSigner(config, found.token).sign(statement)
-
-
-def _oidc_url(config: ClientTrustConfig) -> str | None:
-    try:
-        return config.signing_config.get_oidc_url()
-    except SigstoreError:
-        return None
+    return keyless_signer(trust_config, identity_token).sign(statement)

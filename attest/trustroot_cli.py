@@ -23,16 +23,14 @@ from verifier.cli import EXIT_CODES_HELP, read_file
 from verifier.errors import InputError, UsageError
 from verifier.keys import PublicKey, key_id, load_public_key
 from verifier.logclient import LogClient
+from verifier.rfc3339 import parse_rfc3339
 
 
 def _parse_time(text: str) -> datetime.datetime:
     try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise UsageError(f"--valid-from takes an RFC 3339 time, not {text!r}") from e
-    if when.tzinfo is None:
-        raise UsageError("--valid-from needs a time zone (e.g. 2026-01-01T00:00:00Z)")
-    return when
+        return parse_rfc3339(text, "--valid-from")
+    except InputError as e:
+        raise UsageError(str(e)) from e
 
 
 def _log_key_and_start(

@@ -29,7 +29,7 @@ import fnmatch
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,10 @@ from sigstore.verify.policy import AllOf, AnyOf, Identity, VerificationPolicy
 
 import predicates
 from verifier.bundle import parse_bundle
-from verifier.errors import InputError, LogProofError, PolicyError, SignatureError
+from verifier.dsse import decode_b64
+from verifier.errors import LogProofError, PolicyError, SignatureError
 from verifier.rekor import entry_uuid, parse_uuid
+from verifier.rfc3339 import format_rfc3339, parse_rfc3339
 from verifier.sigstore_verify import (
     VerifiedKeyless,
     certificate_identities,
@@ -136,7 +138,7 @@ class VerifiedChain:
             "grant": self.grant.summary() if self.grant else None,
             "logEntry": {
                 "logIndex": self.signer.log_index,
-                "integratedTime": _iso(self.signer.integrated_time),
+                "integratedTime": _show_time(self.signer.integrated_time),
             },
             "commitsChecked": list(self.commits_checked),
         }
@@ -232,6 +234,13 @@ def _chain(
     )
 
 
+class _AnyIdentity:
+    """Accept every certificate identity: :func:`_verify` checks the identity itself."""
+
+    def verify(self, cert: x509.Certificate) -> None:
+        """Accept ``cert`` (the real policy is applied to it afterwards)."""
+
+
 def _verify(
     bundle_json: bytes,
     trusted_root: TrustedRoot,
@@ -240,10 +249,17 @@ def _verify(
     sponsors: SponsorPolicy | None,
     agents: list[dict[str, Any]] | None = None,
 ) -> VerifiedKeyless:
+    """Verify the bundle (certificate, SCT, log entry, signature), then its identity.
+
+    The identity policy runs on the verified certificate separately so that an
+    identity mismatch gets the chain's own message while a CA, SCT or log
+    failure keeps sigstore-python's.
+    """
+    verified = verify_keyless_dsse(bundle_json, trusted_root=trusted_root, policy=_AnyIdentity())
     try:
-        return verify_keyless_dsse(bundle_json, trusted_root=trusted_root, policy=policy)
-    except PolicyError as e:
-        who = _signer_of(bundle_json)
+        policy.verify(verified.certificate)
+    except Exception as e:  # sigstore-python's policies raise its VerificationError
+        who = _signer_of(verified.certificate)
         if sponsors is not None:
             raise PolicyError(
                 f"the {what} is signed by {who}, not an allowed sponsor "
@@ -257,6 +273,7 @@ def _verify(
             f"agent identity not in grant: the {what} is signed by {who}; the grant allows "
             f"{allowed}"
         ) from e
+    return verified
 
 
 def _verified_grant(
@@ -290,7 +307,7 @@ def _verified_grant(
             f"sha256:{ref['digest']['sha256']}"
         )
     body = bundle.tlog_entries[0].get("canonicalizedBody", "")
-    uuid = entry_uuid(_b64(body))
+    uuid = entry_uuid(decode_b64(body, "the grant's log entry body"))
     if want_uuid and parse_uuid(want_uuid)[1] != uuid:
         raise PolicyError(
             f"grant not in the log at the referenced entry: the grant is entry {uuid}, "
@@ -355,24 +372,24 @@ def _check_window(
     signer: VerifiedKeyless,
     grant_signer: VerifiedKeyless,
 ) -> None:
-    not_before, not_after = _time(grant["notBefore"]), _time(grant["notAfter"])
+    not_before, not_after = parse_rfc3339(grant["notBefore"]), parse_rfc3339(grant["notAfter"])
     signed = signer.integrated_time
     if signed is None:
         raise PolicyError("the record has no verified signing time to check the grant against")
     if signed > not_after:
         raise PolicyError(
-            f"grant expired: the record was signed at {_iso(signed)}, "
+            f"grant expired: the record was signed at {_show_time(signed)}, "
             f"the grant was valid until {grant['notAfter']}"
         )
     if signed < not_before:
         raise PolicyError(
-            f"grant not yet valid: the record was signed at {_iso(signed)}, "
+            f"grant not yet valid: the record was signed at {_show_time(signed)}, "
             f"the grant starts at {grant['notBefore']}"
         )
     if grant_signer.integrated_time is not None and grant_signer.integrated_time > signed:
         raise PolicyError("the grant was logged after the record was signed")
     bounds = record["bounds"]
-    started, finished = _time(bounds["startedAt"]), _time(bounds["finishedAt"])
+    started, finished = parse_rfc3339(bounds["startedAt"]), parse_rfc3339(bounds["finishedAt"])
     if started < not_before or finished > not_after:
         raise PolicyError(
             f"the run ({bounds['startedAt']} to {bounds['finishedAt']}) is outside the "
@@ -406,35 +423,11 @@ def _check_scope(record: dict[str, Any], grant: dict[str, Any]) -> None:
             raise PolicyError(f"over the grant's budget: {key} {usage[key]} > {limit}")
 
 
-def _signer_of(bundle_json: bytes) -> str:
-    """Name the (unverified) certificate's identity, for error messages only."""
-    try:
-        der = parse_bundle(bundle_json).certificate_der
-        assert der is not None
-        cert = x509.load_der_x509_certificate(der)
-        names = certificate_identities(cert) or ["an identity without a SAN"]
-        return f"{names[0]} (issuer {certificate_issuer(cert)})"
-    except Exception:  # only used to word an error that is raised anyway
-        return "an unreadable certificate"
+def _signer_of(cert: x509.Certificate) -> str:
+    """Name a certificate's identity and issuer, for messages."""
+    names = certificate_identities(cert) or ["an identity without a SAN"]
+    return f"{names[0]} (issuer {certificate_issuer(cert)})"
 
 
-def _time(value: str) -> datetime:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InputError(f"not an RFC 3339 timestamp: {value!r}") from e
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _b64(value: str) -> bytes:
-    import base64
-
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError as e:
-        raise InputError("the grant's log entry body is not base64") from e
+def _show_time(value: datetime | None) -> str | None:
+    return None if value is None else format_rfc3339(value)

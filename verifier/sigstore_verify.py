@@ -66,6 +66,7 @@ from verifier.errors import (
 from verifier.jsonutil import loads_strict
 from verifier.keys import PublicKey, key_id, load_public_key
 from verifier.rekor import canonical_pem, format_dsse_body, format_hashedrekord_body
+from verifier.rfc3339 import format_rfc3339
 
 PUBLIC_GOOD_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
 """The TUF repository whose trusted root sigstore-python embeds (Sigstore public good)."""
@@ -310,8 +311,8 @@ class VerifiedKeyless:
             "signer": {"identity": self.identity, "issuer": self.issuer},
             "certificate": {
                 "serialNumber": format(cert.serial_number, "x"),
-                "notBefore": _iso(cert.not_valid_before_utc),
-                "notAfter": _iso(cert.not_valid_after_utc),
+                "notBefore": format_rfc3339(cert.not_valid_before_utc),
+                "notAfter": format_rfc3339(cert.not_valid_after_utc),
             },
             **_payload_summary(self.payload_type, self.payload),
             "logEntry": _entry_summary(self),
@@ -350,12 +351,8 @@ def _entry_summary(v: VerifiedKeyless | VerifiedKeyBundle) -> dict[str, Any]:
         "kind": v.kind,
         "logIndex": v.log_index,
         "logId": v.log_id,
-        "integratedTime": _iso(v.integrated_time) if v.integrated_time else None,
+        "integratedTime": format_rfc3339(v.integrated_time) if v.integrated_time else None,
     }
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- keyless -------------------------------------------------------------------

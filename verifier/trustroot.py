@@ -37,17 +37,13 @@ from cryptography.x509.oid import NameOID
 
 from verifier.errors import InputError
 from verifier.keys import PublicKey, spki_der
+from verifier.rfc3339 import format_rfc3339
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
 CLIENT_TRUST_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 PUBLIC_GOOD_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
 """The TUF repository whose trusted root sigstore-python embeds (read offline)."""
-
-
-def rfc3339(when: datetime.datetime) -> str:
-    """Format ``when`` (aware) as the protobuf JSON timestamp, whole seconds, UTC."""
-    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def key_details(key: PublicKey) -> str:
@@ -90,7 +86,7 @@ def transparency_log(
         "publicKey": {
             "rawBytes": _b64(der),
             "keyDetails": key_details(key),
-            "validFor": {"start": rfc3339(valid_from)},
+            "validFor": {"start": format_rfc3339(valid_from)},
         },
         "logId": {"keyId": _b64(hashlib.sha256(der).digest())},
     }
@@ -163,7 +159,7 @@ def certificate_authority(
             {"rawBytes": _b64(c.public_bytes(serialization.Encoding.DER))} for c in chain
         ]
     }
-    ca["validFor"] = {"start": rfc3339(chain[0].not_valid_before_utc)}
+    ca["validFor"] = {"start": format_rfc3339(chain[0].not_valid_before_utc)}
     return ca
 
 
@@ -236,7 +232,7 @@ def service(
     return {
         "url": url.rstrip("/"),
         "majorApiVersion": 1,
-        "validFor": {"start": rfc3339(valid_from)},
+        "validFor": {"start": format_rfc3339(valid_from)},
         "operator": operator or urlsplit(url).netloc or url,
     }
 

@@ -20,6 +20,7 @@ from attest.localsigstore import LocalSigstore
 from verifier import trustroot
 from verifier.errors import InputError
 from verifier.keys import spki_der
+from verifier.rfc3339 import format_rfc3339
 
 WHEN = datetime.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=datetime.UTC)
 
@@ -35,9 +36,9 @@ def pem(*certs: x509.Certificate) -> bytes:
 
 class TestFormats:
     def test_rfc3339_whole_seconds_utc(self) -> None:
-        assert trustroot.rfc3339(WHEN) == "2026-01-02T03:04:05Z"
+        assert format_rfc3339(WHEN) == "2026-01-02T03:04:05Z"
         plus2 = WHEN.astimezone(datetime.timezone(datetime.timedelta(hours=2)))
-        assert trustroot.rfc3339(plus2) == "2026-01-02T03:04:05Z"
+        assert format_rfc3339(plus2) == "2026-01-02T03:04:05Z"
 
     @pytest.mark.parametrize(
         ("desc", "key", "want"),
@@ -115,7 +116,7 @@ class TestLoadCaChain:
         assert ca["subject"]["commonName"].startswith("aer-local-root-")
         assert ca["uri"] == "http://f"
         assert ca["validFor"] == {
-            "start": trustroot.rfc3339(ls.intermediate_cert.not_valid_before_utc)
+            "start": format_rfc3339(ls.intermediate_cert.not_valid_before_utc)
         }
         assert "uri" not in trustroot.certificate_authority([ls.root_cert])
 
