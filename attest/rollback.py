@@ -25,8 +25,8 @@ from typing import Any
 from attest import gitrepo
 from attest.errors import AttestError, GitError
 from attest.recorder import Recorder, utc_now
-from verifier.gate import GateTrust, verify_logged_record
-from verifier.logclient import LogClient
+from verifier.client.logclient import LogClient
+from verifier.gate.commits import GateTrust, verify_logged_record
 
 ROLLBACK_TRAILER = "AER-Rollback"
 

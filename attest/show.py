@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import GitError
-from verifier.gate import GateTrust, verify_logged_record
-from verifier.logclient import LogClient
+from verifier.client.logclient import LogClient
+from verifier.gate.commits import GateTrust, verify_logged_record
 
 NOTES_REF = "refs/notes/aer"
 _NOTE = re.compile(r"^Record: ([0-9a-f]{64})$", re.M)

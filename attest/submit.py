@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from attest.errors import AttestError
 from attest.keystore import find_public_key
 from verifier.bundle import Bundle
+from verifier.client.logclient import LogClient
 from verifier.keys import PublicKey, format_public_key
-from verifier.logclient import LogClient
 from verifier.rekor import VerifiedLogEntry, tlog_entry_from_response, verify_tlog_entry
 
 

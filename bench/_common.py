@@ -313,7 +313,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.whatif:  # initialise once, as serve() does, before workers race
             from log_server.logkey import load_or_create
-            from log_server.storage import SQLiteStorage
+            from log_server.storage.sqlite import SQLiteStorage
 
             load_or_create(self.data_dir, "bench.example", "bench.example")
             SQLiteStorage(self.data_dir / "log.db").close()

@@ -12,14 +12,14 @@ from typing import Any
 
 from flask import Flask
 
-from log_server import storage as _storage
 from log_server.app import create_app as _create_app
+from log_server.storage import sqlite as _sqlite
 
 
 def create_app(config: dict[str, Any], pragmas: dict[str, Any] | None = None) -> Flask:
     """The real app, with ``pragmas`` applied to each SQLite connection it opens."""
     if pragmas:
-        orig = _storage.SQLiteStorage._db
+        orig = _sqlite.SQLiteStorage._db
 
         def _db(self: Any) -> Any:
             fresh = getattr(self._local, "db", None) is None
@@ -29,5 +29,5 @@ def create_app(config: dict[str, Any], pragmas: dict[str, Any] | None = None) ->
                     db.conn.execute(f"PRAGMA {k}={v}")
             return db
 
-        _storage.SQLiteStorage._db = _db  # type: ignore[method-assign]
+        _sqlite.SQLiteStorage._db = _db  # type: ignore[method-assign]
     return _create_app(config)

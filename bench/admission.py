@@ -62,13 +62,13 @@ from attest.provenance import provenance_statement  # noqa: E402
 from attest.record import record_command  # noqa: E402
 from attest.signing import KeySigner  # noqa: E402
 from attest.submit import submit_bundle  # noqa: E402
-from verifier.admission import AdmissionConfig, Judge, review_request  # noqa: E402
+from verifier.admission.webhook import AdmissionConfig, Judge, review_request  # noqa: E402
 from verifier.bundle import Bundle, format_bundle, parse_bundle  # noqa: E402
+from verifier.client.logclient import LogClient  # noqa: E402
 from verifier.dsse import verify_envelope  # noqa: E402
-from verifier.gate import CommitGate, GateTrust  # noqa: E402
-from verifier.images import check_image  # noqa: E402
+from verifier.gate.commits import CommitGate, GateTrust  # noqa: E402
+from verifier.gate.images import check_image  # noqa: E402
 from verifier.keys import format_public_key, load_public_key  # noqa: E402
-from verifier.logclient import LogClient  # noqa: E402
 from verifier.policy import evaluate, parse_policy, record_inputs  # noqa: E402
 from verifier.rekor import verify_tlog_entry  # noqa: E402
 

@@ -36,7 +36,7 @@ import _common as c
 from log_server.entries import PreparedEntry
 from log_server.log import TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage import SQLiteStorage
+from log_server.storage.sqlite import SQLiteStorage
 from verifier import merkle
 
 

@@ -42,7 +42,8 @@ from log_server.entries import (
 )
 from log_server.log import TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage import SQLiteStorage, StoredEntry
+from log_server.storage.base import StoredEntry
+from log_server.storage.sqlite import SQLiteStorage
 from verifier import merkle
 from verifier.dsse import pae, parse_envelope
 from verifier.jsonutil import dumps_canonical, loads_strict

@@ -49,7 +49,7 @@ from attest.keyless import KeylessSigner
 from attest.localsigstore import LocalSigstore
 from verifier.bundle import format_bundle
 from verifier.chain import SponsorPolicy, verify_sponsored_record
-from verifier.chain_cli import fetch_grant_from
+from verifier.client.grants import fetch_grant_from
 from verifier.sigstore_verify import load_trusted_root
 
 ROOT = Path(__file__).resolve().parents[1]

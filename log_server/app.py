@@ -38,7 +38,8 @@ from log_server.errors import (
 )
 from log_server.log import Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage import SQLiteStorage, StoredEntry
+from log_server.storage.base import StoredEntry
+from log_server.storage.sqlite import SQLiteStorage
 from log_server.witnessing import Witnesser, cosigned_note, parse_witness_option
 from verifier import merkle
 from verifier.errors import AerError

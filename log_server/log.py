@@ -26,7 +26,7 @@ from log_server.entries import PreparedEntry
 from log_server.errors import BadRequest, Conflict, NotFound, Unavailable
 from log_server.logkey import LogIdentity
 from log_server.records import extract_record
-from log_server.storage import NewEntry, Storage, StoredCheckpoint, StoredEntry, WriteBatch
+from log_server.storage.base import NewEntry, Storage, StoredCheckpoint, StoredEntry, WriteBatch
 from verifier import merkle
 from verifier.checkpoint import Checkpoint, format_checkpoint
 from verifier.errors import AerError

@@ -15,7 +15,7 @@ from gunicorn.app.base import BaseApplication
 
 from log_server.app import create_app
 from log_server.logkey import load_or_create
-from log_server.storage import SQLiteStorage
+from log_server.storage.sqlite import SQLiteStorage
 from log_server.witnessing import parse_witness_option
 
 

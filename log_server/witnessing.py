@@ -38,7 +38,7 @@ import requests
 
 from log_server.errors import ConfigError
 from log_server.log import TransparencyLog
-from log_server.storage import StoredCheckpoint
+from log_server.storage.base import StoredCheckpoint
 from verifier.errors import AerError, NoteError
 from verifier.witness import CosignatureVerifier, parse_cosigner_vkey
 from verifier.witnessing import accept_cosignature, add_cosignatures

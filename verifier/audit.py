@@ -6,7 +6,7 @@ to a newer checkpoint only when its signature verifies, its origin is the
 log's, its size is not smaller, and a consistency proof shows it extends the
 trusted tree (same size: the same root, else the log shows a split view).
 
-Fetching checkpoints and proofs is the caller's job (:mod:`verifier.auditor`),
+Fetching checkpoints and proofs is the caller's job (:mod:`verifier.auditor.audits`),
 as python-tuf's ``TrustedMetadataSet`` keeps trust apart from its updater.
 States are immutable; every transition returns a new state, so a failed
 check can never leave a half-updated state behind.

@@ -41,7 +41,7 @@ import predicates
 from verifier.bundle import parse_bundle
 from verifier.dsse import decode_b64
 from verifier.errors import LogProofError, PolicyError, SignatureError
-from verifier.rekor import entry_uuid, parse_uuid
+from verifier.rekor import VerifiedLogEntry, entry_uuid, parse_uuid, verify_tlog_entry
 from verifier.rfc3339 import format_rfc3339, parse_rfc3339
 from verifier.sigstore_verify import (
     VerifiedKeyless,
@@ -208,6 +208,24 @@ def verify_sponsored_record(
     _check_scope(statement.predicate, gp)
     checks.append("grant-scope")
     return _chain(statement, agent, "delegated", grant, checks, commits)
+
+
+def verify_entry_under(
+    bundle_json: bytes, verified: VerifiedChain, log_key: Any
+) -> VerifiedLogEntry:
+    """Check a verified record's log entry (proof, checkpoint, SET) under one pinned log key.
+
+    The trusted root already vouched for the entry; this also pins it to
+    ``log_key`` (AER's log, whose checkpoints witnesses cosign).
+
+    Raises:
+        LogProofError: the entry does not verify under ``log_key``.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    bundle = parse_bundle(bundle_json)
+    pem = verified.signer.certificate.public_bytes(serialization.Encoding.PEM)
+    return verify_tlog_entry(bundle.tlog_entries[0], bundle.envelope, pem, log_key)
 
 
 def _all(policy: VerificationPolicy, extra: SponsorPolicy | None) -> VerificationPolicy:

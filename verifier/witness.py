@@ -2,7 +2,7 @@ r"""A transparency-log witness: C2SP tlog-witness ``add-checkpoint`` and tlog-co
 
 Pure logic, no I/O and no web framework: request parsing, the witness's
 decision (:func:`add_checkpoint`) and Ed25519 cosignatures. The HTTP face
-and the persistent state live in :mod:`verifier.witness_server`.
+and the persistent state live in :mod:`verifier.witnessd.server`.
 
 * https://c2sp.org/tlog-witness, "add-checkpoint": the request body is an
   ``old <size>`` line, up to 63 base64 consistency-proof lines, an empty

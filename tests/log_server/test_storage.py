@@ -14,7 +14,7 @@ from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import Conflict, Unavailable
 from log_server.log import Integrated, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage import SQLiteStorage, migrate
+from log_server.storage.sqlite import SQLiteStorage, migrate
 from tests.log_server.helpers import (
     ORIGIN,
     aer_statement,
@@ -86,7 +86,7 @@ class TestMigrations:
         assert "blobs" in db.table_names()
 
     def test_m002_packs_existing_hashes(self, tmp_path: Path) -> None:
-        from log_server.storage import (
+        from log_server.storage.sqlite import (
             HASHES_PER_ROW,
             _read_hashes,
             m001_initial,

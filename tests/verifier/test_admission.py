@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask.testing import FlaskClient
 
 from verifier import merkle
-from verifier.admission import (
+from verifier.admission.webhook import (
     AdmissionConfig,
     CheckpointMonitor,
     CheckpointWatcher,
@@ -39,11 +39,11 @@ from verifier.admission import (
     trust_digest,
 )
 from verifier.checkpoint import Checkpoint, sign_checkpoint
+from verifier.client.logclient import LogClient, LogClientError
 from verifier.errors import InputError, LogProofError, NoRecordError
-from verifier.gate import CommitVerdict, GateTrust
-from verifier.images import ImageVerdict
+from verifier.gate.commits import CommitVerdict, GateTrust
+from verifier.gate.images import ImageVerdict
 from verifier.keys import PublicKey
-from verifier.logclient import LogClient, LogClientError
 from verifier.note import ed25519_signer, key_id_hint_signer
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "admission"
@@ -903,7 +903,7 @@ class TestGenerateSelfSigned:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
-        from verifier.admission_cli import generate_self_signed
+        from verifier.admission.tls import generate_self_signed
 
         files = generate_self_signed(tmp_path / "d", ["localhost", "127.0.0.1", "::1", "127.0.0.1"])
         assert files.ca_bundle == tmp_path / "d" / "ca.pem"

@@ -25,7 +25,7 @@ import requests
 from tests.conftest import AER, GIT_ENV, git, make_repo
 from tests.logserver_proc import LogProcess, free_port, running_log
 from tests.verifier.test_admission import KINDS, review_for, shared_pod_spec
-from verifier.admission_cli import generate_self_signed
+from verifier.admission.tls import generate_self_signed
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.logserver_proc import running_log, start_log
 from tests.verifier.auditlog import statement, submit
 from verifier.audit import SplitViewError, TrustedCheckpointState
-from verifier.auditor import (
+from verifier.auditor.audits import (
     AuditDivergence,
     LogFetcher,
     audit_inclusion,

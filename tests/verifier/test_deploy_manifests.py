@@ -13,7 +13,7 @@ import yaml
 
 from attest.cli import build_parser
 from tests.conftest import ROOT
-from verifier.admission import POD_SPEC_PATHS
+from verifier.admission.webhook import POD_SPEC_PATHS
 from verifier.policy import evaluate, parse_policy, record_inputs
 
 K8S_VERSION = "1.31.0"

@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.logserver_proc import LogProcess, running_log
 from tests.verifier.auditlog import submit
 from verifier.audit import TrustedCheckpointState
-from verifier.auditor import CheckpointUpdate, LogFetcher, export_evidence, update_checkpoint
-from verifier.errors import InputError, LogProofError, SignatureError
-from verifier.evidence import (
+from verifier.auditor.audits import CheckpointUpdate, LogFetcher, export_evidence, update_checkpoint
+from verifier.auditor.evidence import (
     EvidencePackError,
     read_archive,
     verify_pack,
     write_archive,
 )
+from verifier.errors import InputError, LogProofError, SignatureError
 from verifier.keys import format_public_key
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

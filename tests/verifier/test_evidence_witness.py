@@ -13,9 +13,9 @@ from log_server.logkey import load_or_create
 from tests.logserver_proc import running_log, start_witness, witness_vkey
 from tests.verifier.auditlog import submit
 from verifier.audit import TrustedCheckpointState
-from verifier.auditor import LogFetcher, export_evidence, update_checkpoint
+from verifier.auditor.audits import LogFetcher, export_evidence, update_checkpoint
+from verifier.auditor.evidence import verify_pack
 from verifier.errors import LogProofError
-from verifier.evidence import verify_pack
 from verifier.note import open_note
 from verifier.witness import parse_cosigner_vkey
 

@@ -15,11 +15,11 @@ from tests.logserver_proc import start_log
 from tests.verifier.auditlog import submit
 from tests.verifier.test_audit import MemLog
 from verifier.audit import SplitViewError, TrustedCheckpointState
-from verifier.auditor import LogFetcher
+from verifier.auditor.audits import LogFetcher
+from verifier.auditor.monitor import EntryFacts, Follower, MonitorState, WatchList, alerts_for
 from verifier.errors import InputError
 from verifier.keys import format_public_key, key_id
 from verifier.merkle import Tile
-from verifier.monitor import EntryFacts, Follower, MonitorState, WatchList, alerts_for
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -24,7 +24,7 @@ from verifier.witness import (
     parse_add_checkpoint,
     parse_cosigner_vkey,
 )
-from verifier.witness_server import WitnessStore, create_app
+from verifier.witnessd.server import WitnessStore, create_app
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -24,7 +24,7 @@ from verifier.checkpoint import Checkpoint, format_checkpoint, parse_checkpoint
 from verifier.errors import LogProofError
 from verifier.note import ed25519_verifier, parse_note, sign_note
 from verifier.witness import CosignatureSigner
-from verifier.witness_server import WitnessStore
+from verifier.witnessd.server import WitnessStore
 from verifier.witnessing import add_cosignatures, verify_cosigned_checkpoint, verify_extends
 
 ORIGIN = "log.test/verify-witnessed"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import predicates
+from verifier.client.logclient import LogClient
 from verifier.dsse import parse_envelope, verify_envelope
 from verifier.errors import (
     AerError,
@@ -39,7 +40,6 @@ from verifier.errors import (
     SubjectMismatchError,
 )
 from verifier.keys import PublicKey, format_public_key, key_id
-from verifier.logclient import LogClient
 from verifier.policy import Decision, Policy, evaluate, record_inputs
 from verifier.rekor import (
     VerifiedLogEntry,
@@ -189,8 +189,8 @@ def verify_logged_record(doc: dict[str, Any], trust: GateTrust) -> LoggedRecord:
 
 def _verify_keyless(uuid: str, bundle_json: bytes, trust: GateTrust) -> LoggedRecord:
     """Verify a keyless record and its sponsor chain; bind its entry to the pinned log key."""
-    from verifier.chain import verify_sponsored_record
-    from verifier.chain_cli import fetch_grant_from, verify_entry_under
+    from verifier.chain import verify_entry_under, verify_sponsored_record
+    from verifier.client.grants import fetch_grant_from
 
     assert trust.sponsors is not None
     if trust.trusted_root is None:

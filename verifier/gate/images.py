@@ -17,7 +17,7 @@ from typing import Any
 
 from verifier.dsse import parse_envelope, verify_envelope
 from verifier.errors import AerError, InputError, NoRecordError, SignatureError
-from verifier.gate import CommitGate, CommitVerdict, GateTrust, exit_code
+from verifier.gate.commits import CommitGate, CommitVerdict, GateTrust, exit_code
 from verifier.keys import PublicKey, format_public_key, key_id
 from verifier.rekor import VerifiedLogEntry, tlog_entry_from_response, verify_tlog_entry
 from verifier.statement import parse_statement

@@ -244,8 +244,8 @@ class Follower:
         from_index: int | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> None:
-        """Follow the log behind ``fetcher`` (a :class:`verifier.auditor.LogFetcher`)."""
-        from verifier.auditor import read_json
+        """Follow the log behind ``fetcher`` (a :class:`verifier.auditor.audits.LogFetcher`)."""
+        from verifier.auditor.audits import read_json
 
         self.fetcher = fetcher
         self.state_path = state_path
@@ -259,7 +259,7 @@ class Follower:
             self.state = MonitorState(self.state.trust, from_index)
 
     def _save(self) -> None:
-        from verifier.auditor import write_json_atomic
+        from verifier.auditor.audits import write_json_atomic
 
         write_json_atomic(self.state_path, self.state.to_dict())
 
@@ -283,7 +283,7 @@ class Follower:
                 that do not authenticate).
             InputError: the log cannot be reached.
         """
-        from verifier.auditor import check_record, update_checkpoint
+        from verifier.auditor.audits import check_record, update_checkpoint
 
         update = update_checkpoint(self.state.trust, self.fetcher, self.log_vkey)  # (1)
         if update.trusted_on_first_use:

@@ -4,7 +4,7 @@
 or a workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob),
 collects every image of its containers, init containers and ephemeral
 containers, and answers in the same version with the request's ``uid``. Each
-image must be pinned by digest and pass :func:`verifier.images.check_image`
+image must be pinned by digest and pass :func:`verifier.gate.images.check_image`
 without a repository: verified SLSA provenance from a trusted builder key in
 the log, and a source commit whose claiming records verify and pass the
 policy. This module only translates those verdicts into answers; it decides
@@ -47,12 +47,12 @@ from werkzeug.exceptions import HTTPException
 
 from verifier import merkle
 from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from verifier.client.logclient import LogClient
 from verifier.errors import AerError, InputError, LogProofError
-from verifier.gate import GateTrust
-from verifier.images import ImageVerdict, check_image, parse_image_ref
+from verifier.gate.commits import GateTrust
+from verifier.gate.images import ImageVerdict, check_image, parse_image_ref
 from verifier.jsonutil import loads_strict
 from verifier.keys import PublicKey, key_id
-from verifier.logclient import LogClient
 from verifier.note import ed25519_verifier, key_id_hint_verifier
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")

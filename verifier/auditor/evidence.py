@@ -17,7 +17,7 @@ mode 0644, mtime 0, gzip mtime 0) that a compliance team hands an auditor:
   with what outcome, which commits.
 
 This module is pure: it builds a pack from bytes and verifies one from
-bytes; fetching is in :mod:`verifier.auditor`.
+bytes; fetching is in :mod:`verifier.auditor.audits`.
 """
 
 from __future__ import annotations

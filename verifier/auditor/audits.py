@@ -15,7 +15,7 @@ this module fetches what it needs, keeps the state and progress files
 * :func:`audit_inclusion` — ``aer audit inclusion``: one bundle's entry
   against a fresh checkpoint, with consistency to the bundle's checkpoint.
 * :func:`export_evidence` — ``aer audit export``: the records matching
-  filters, each proven to the final checkpoint (see :mod:`verifier.evidence`).
+  filters, each proven to the final checkpoint (see :mod:`verifier.auditor.evidence`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.audit import TrustedCheckpointState, decode_proof
 from verifier.checkpoint import Checkpoint, parse_checkpoint
+from verifier.client.logclient import LogClient, LogClientError
 from verifier.errors import InputError, LogProofError
-from verifier.logclient import LogClient, LogClientError
 from verifier.merkle import (
     HASH_SIZE,
     TILE_HEIGHT,
@@ -635,7 +635,7 @@ def export_evidence(
     3. Fetch each record's envelope and log entry; the inclusion proof is
        recomputed at the final size from tiles authenticated against the
        final root, so every bundle proves inclusion in that one checkpoint.
-    4. Assemble the pack (:func:`verifier.evidence.build_pack`).
+    4. Assemble the pack (:func:`verifier.auditor.evidence.build_pack`).
 
     Returns:
         ``(pack bytes, manifest)``.
@@ -644,8 +644,8 @@ def export_evidence(
         InputError: the log cannot be reached or answers garbage.
         LogProofError: the log's tiles or entries do not match its checkpoint.
     """
+    from verifier.auditor.evidence import PackRecord, build_pack, hint_checkpoint, tlog_entry_at
     from verifier.dsse import parse_envelope
-    from verifier.evidence import PackRecord, build_pack, hint_checkpoint, tlog_entry_at
     from verifier.keys import load_public_key
     from verifier.merkle import make_tile_hash_reader, prove_inclusion
     from verifier.rekor import tlog_entry_from_response

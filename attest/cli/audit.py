@@ -1,4 +1,4 @@
-"""Command-line faces: ``aer audit ...``, ``aer monitor`` and ``aer witness ...``."""
+"""Audit and witness: ``aer audit ...``, ``aer monitor`` and ``aer witness ...``."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from verifier.cli import EXIT_CODES_HELP, print_json, read_file
-
-AUDIT_EXIT_HELP = EXIT_CODES_HELP.replace(
-    "7  transparency log failure (inclusion proof, checkpoint, consistency)",
-    "7  transparency log failure: bad signature, inconsistent or smaller tree, split view,\n"
-    "     or a divergence between what the log serves and what it committed to",
-)
-
-
-def _notice(message: str) -> None:
-    print(f"aer: {message}", file=sys.stderr)
+from attest.cli import options as o
+from attest.cli.options import notice, print_json, read_file
+from attest.cli.registry import Commands
+from attest.cli.runner import AUDIT_EXIT_HELP
 
 
 def default_state_dir() -> Path:
@@ -35,13 +28,13 @@ def _default_path(url: str, suffix: str) -> Path:
 
 
 def _update(args: argparse.Namespace) -> tuple[Any, Path]:
-    from verifier.auditor import LogFetcher, load_state, save_state, update_checkpoint
+    from verifier.auditor.audits import LogFetcher, load_state, save_state, update_checkpoint
 
     state_path = Path(args.state) if args.state else _default_path(args.log, ".state.json")
     fetcher = LogFetcher(args.log)
     update = update_checkpoint(load_state(state_path), fetcher, args.log_vkey)
     if update.trusted_on_first_use:
-        _notice(
+        notice(
             f"trusting the log key {update.state.vkey} on first use "
             f"(recorded in {state_path}; any other key will be refused)"
         )
@@ -92,7 +85,7 @@ class _Progress:
 
 def cmd_audit_full(args: argparse.Namespace) -> int:
     """Handle ``aer audit full``."""
-    from verifier.auditor import LogFetcher, full_audit
+    from verifier.auditor.audits import LogFetcher, full_audit
 
     update, state_path = _update(args)
     progress_path = (
@@ -121,7 +114,7 @@ def cmd_audit_full(args: argparse.Namespace) -> int:
 
 def cmd_audit_inclusion(args: argparse.Namespace) -> int:
     """Handle ``aer audit inclusion``."""
-    from verifier.auditor import LogFetcher, audit_inclusion
+    from verifier.auditor.audits import LogFetcher, audit_inclusion
     from verifier.bundle import parse_bundle
     from verifier.errors import InputError
 
@@ -142,7 +135,7 @@ def cmd_audit_inclusion(args: argparse.Namespace) -> int:
 
 def cmd_witness_vkey(args: argparse.Namespace) -> int:
     """Handle ``aer witness vkey``."""
-    from verifier.witness_server import WitnessStore
+    from verifier.witnessd.server import WitnessStore
 
     print(WitnessStore(Path(args.data), args.name).vkey())
     return 0
@@ -150,11 +143,11 @@ def cmd_witness_vkey(args: argparse.Namespace) -> int:
 
 def cmd_witness_serve(args: argparse.Namespace) -> int:
     """Handle ``aer witness serve``."""
-    from verifier.witness_server import WitnessStore, create_app, serve
+    from verifier.witnessd.server import WitnessStore, create_app, serve
 
     store = WitnessStore(Path(args.data), args.name)
     app = create_app(store, args.log_vkey)
-    _notice(
+    notice(
         f"witness {store.vkey()} on http://{args.host}:{args.port}/add-checkpoint "
         f"for {len(args.log_vkey)} log key(s)"
     )
@@ -166,9 +159,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """Handle ``aer monitor``."""
     import json
 
-    from verifier.auditor import LogFetcher
+    from verifier.auditor.audits import LogFetcher
+    from verifier.auditor.monitor import Follower, WatchList, load_signer_ids, webhook_emitter
     from verifier.errors import InputError
-    from verifier.monitor import Follower, WatchList, load_signer_ids, webhook_emitter
 
     watch = WatchList(
         sponsors=frozenset(args.sponsor or []),
@@ -177,7 +170,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         decisions=frozenset(args.decision or []),
         expected_signers=load_signer_ids(args.expected_signer) if args.expected_signer else None,
     )
-    hook = webhook_emitter(args.webhook, _notice) if args.webhook else None
+    hook = webhook_emitter(args.webhook, notice) if args.webhook else None
 
     def emit(alert: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(alert, sort_keys=True) + "\n")
@@ -192,7 +185,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         emit,
         log_vkey=args.log_vkey,
         from_index=args.from_index,
-        notice=_notice,
+        notice=notice,
     )
     while True:
         try:
@@ -200,7 +193,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         except InputError as e:
             if args.once:
                 raise
-            _notice(f"{e.diagnostics()}; retrying in {args.interval}s")
+            notice(f"{e.diagnostics()}; retrying in {args.interval}s")
         if args.once:
             return 0
         time.sleep(args.interval)
@@ -208,7 +201,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Handle ``aer audit export``."""
-    from verifier.auditor import RECORD_FILTERS, LogFetcher, export_evidence
+    from verifier.auditor.audits import RECORD_FILTERS, LogFetcher, export_evidence
 
     filters = {k: getattr(args, k) for k in RECORD_FILTERS if getattr(args, k) is not None}
     keys = [read_file(k, "public key") for k in args.key or []]
@@ -244,7 +237,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify_pack(args: argparse.Namespace) -> int:
     """Handle ``aer audit verify-pack``."""
-    from verifier.evidence import verify_pack
+    from verifier.auditor.evidence import verify_pack
     from verifier.witness import parse_cosigner_vkey
 
     witnesses = [parse_cosigner_vkey(v) for v in args.witness or []]
@@ -268,7 +261,7 @@ def cmd_audit_verify_pack(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, state_required: bool = False) -> None:
-    p.add_argument("--log", required=True, metavar="URL", help="the log's base URL")
+    o.add_log(p, "the log's base URL")
     p.add_argument(
         "--state",
         required=state_required,
@@ -276,18 +269,17 @@ def _common(p: argparse.ArgumentParser, state_required: bool = False) -> None:
         help="the auditor's state: trusted key and last verified checkpoint "
         "(default: under $XDG_STATE_HOME/aer/audit)",
     )
-    p.add_argument(
-        "--log-vkey",
-        metavar="VKEY",
-        help="the log's C2SP verifier key ('aer log vkey'); without it the key is trusted "
+    o.add_log_vkey(
+        p,
+        "the log's C2SP verifier key ('aer log vkey'); without it the key is trusted "
         "on first use and recorded in the state",
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    o.add_json(p)
 
 
-def register(sub: Any) -> None:
+def register(cmds: Commands) -> None:
     """Add ``aer audit``, ``aer monitor`` and ``aer witness``."""
-    p = sub.add_parser(
+    p = cmds.add(
         "audit",
         help="audit a transparency log (checkpoints, full recomputation, inclusion)",
         description="Check that the log is append-only and serves what it committed to.",
@@ -370,24 +362,18 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     vp.add_argument("pack", metavar="FILE", help="the evidence pack")
-    vp.add_argument("--log-vkey", metavar="VKEY", help="pin the log's C2SP verifier key")
-    vp.add_argument(
-        "--witness",
-        action="append",
+    o.add_log_vkey(vp, "pin the log's C2SP verifier key")
+    o.add_witness_options(
+        vp,
+        "",
         metavar="VKEY",
         help="a trusted witness's cosigner key ('aer witness vkey'); repeatable",
+        threshold_default=1,
     )
-    vp.add_argument(
-        "--witness-threshold",
-        type=int,
-        default=1,
-        metavar="K",
-        help="how many of the --witness keys must have cosigned (default 1)",
-    )
-    vp.add_argument("--json", action="store_true", help="print the result as JSON")
+    o.add_json(vp)
     vp.set_defaults(func=cmd_audit_verify_pack)
 
-    w = sub.add_parser(
+    w = cmds.add(
         "witness",
         help="run a C2SP tlog-witness that cosigns consistent checkpoints",
         description="A witness (https://c2sp.org/tlog-witness) cosigns a log's checkpoint only "
@@ -395,9 +381,8 @@ def register(sub: Any) -> None:
     )
     wsub = w.add_subparsers(dest="witness_cmd", metavar="WITNESSCOMMAND", required=True)
     s = wsub.add_parser("serve", help="serve POST /add-checkpoint")
-    s.add_argument("--port", type=int, required=True, metavar="N", help="TCP port")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--data", required=True, metavar="DIR", help="witness key and state")
+    o.add_bind(s, port=None, port_help="TCP port")
+    o.add_data(s, "witness key and state")
     s.add_argument(
         "--log-vkey",
         action="append",
@@ -408,11 +393,11 @@ def register(sub: Any) -> None:
     s.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
     s.set_defaults(func=cmd_witness_serve)
     v = wsub.add_parser("vkey", help="print the witness's cosigner verifier key")
-    v.add_argument("--data", required=True, metavar="DIR", help="witness key and state")
+    o.add_data(v, "witness key and state")
     v.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
     v.set_defaults(func=cmd_witness_vkey)
 
-    m = sub.add_parser(
+    m = cmds.add(
         "monitor",
         help="follow a log and alert on new entries matching a watch list",
         description="Poll the log's checkpoint (accepted only with a consistency proof, never "
@@ -424,9 +409,9 @@ def register(sub: Any) -> None:
         epilog=AUDIT_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    m.add_argument("--log", required=True, metavar="URL", help="the log's base URL")
+    o.add_log(m, "the log's base URL")
     m.add_argument("--state", metavar="FILE", help="monitor state (default: $XDG_STATE_HOME)")
-    m.add_argument("--log-vkey", metavar="VKEY", help="the log's C2SP verifier key")
+    o.add_log_vkey(m, "the log's C2SP verifier key")
     m.add_argument("--sponsor", action="append", metavar="ID", help="sponsor identity to watch")
     m.add_argument("--agent", action="append", metavar="NAME", help="agent name to watch")
     m.add_argument("--repository", action="append", metavar="URI", help="repository to watch")

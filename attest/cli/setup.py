@@ -1,11 +1,13 @@
-"""``aer trust-root``: a Sigstore trusted root (or client trust config) naming AER's log.
+"""Set-up: ``aer keygen``, ``aer trust-root`` and ``aer dev-sigstore``.
 
-The command combines Fulcio CA chains and CT log keys (from files, or the
-public-good ones embedded in sigstore-python) with AER's log key, fetched
+``aer trust-root`` combines Fulcio CA chains and CT log keys (from files, or
+the public-good ones embedded in sigstore-python) with AER's log key, fetched
 from the log or read from a PEM file, and writes the document the stock
 Sigstore clients take (``sigstore --trust-config``, sigstore-python's
-``ClientTrustConfig``/``TrustedRoot``, sigstore-js ``toTrustMaterial``).
-The formats live in :mod:`verifier.trustroot`; this module does the I/O.
+``ClientTrustConfig``/``TrustedRoot``, sigstore-js ``toTrustMaterial``); the
+formats live in :mod:`verifier.trustroot`. ``aer dev-sigstore`` is the LOCAL
+STAND-IN (NOT FOR PRODUCTION) for Fulcio, OIDC and CT of :mod:`attest.localsigstore`,
+for tests and the demo on machines without network; every command says so.
 """
 
 from __future__ import annotations
@@ -13,17 +15,40 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from attest.cli import options as o
+from attest.cli.options import print_json, read_file
+from attest.cli.registry import Commands
+from attest.cli.runner import EXIT_CODES_HELP
 from attest.record import write_atomic
 from verifier import trustroot
-from verifier.cli import EXIT_CODES_HELP, read_file
+from verifier.client.logclient import LogClient
 from verifier.errors import InputError, UsageError
 from verifier.keys import PublicKey, key_id, load_public_key
-from verifier.logclient import LogClient
 from verifier.rfc3339 import parse_rfc3339
+
+# attest.localsigstore (Flask, the CA code) loads only when a dev-sigstore command runs.
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Handle ``aer keygen``."""
+    from attest.keys import generate_key_pair
+    from attest.keystore import remember_public_key
+
+    key_path, pub_path = generate_key_pair(Path(args.out), force=args.force)
+    remember_public_key(load_public_key(pub_path.read_bytes()))
+    if args.json:
+        print_json({"privateKey": str(key_path), "publicKey": str(pub_path)})
+    else:
+        print(f"wrote {key_path} (private, mode 0600) and {pub_path} (public)")
+    return 0
 
 
 def _parse_time(text: str) -> datetime.datetime:
@@ -144,9 +169,93 @@ def cmd_trust_root(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    """Add ``aer trust-root`` to the top-level parser."""
-    p = sub.add_parser(
+_WARNING = (
+    "LOCAL STAND-IN, NOT FOR PRODUCTION: anyone who can run these commands or reach the "
+    "server gets a certificate for any identity; use it only for tests and demos."
+)
+
+
+def _banner() -> None:
+    from attest.localsigstore import BANNER
+
+    print(f"aer dev-sigstore: {BANNER}", file=sys.stderr)
+
+
+def cmd_dev_init(args: argparse.Namespace) -> int:
+    """Handle ``aer dev-sigstore init``."""
+    from attest.localsigstore import CA_CHAIN_FILE, CTLOG_PUBLIC_FILE, LocalSigstore
+
+    directory = Path(args.dir)
+    ls = LocalSigstore.create(directory)
+    _banner()
+    print(f"stand-in CA and keys in {directory}")
+    print(f"  CA chain (for aer trust-root --fulcio-ca): {directory / CA_CHAIN_FILE}")
+    print(f"  CT log key (for aer trust-root --ctlog-key): {directory / CTLOG_PUBLIC_FILE}")
+    print(f"  CT log id: {ls.ctlog_id.hex()}")
+    return 0
+
+
+def cmd_dev_serve(args: argparse.Namespace) -> int:
+    """Handle ``aer dev-sigstore serve``: serve until interrupted or terminated."""
+    from attest.localsigstore import LocalSigstore
+
+    ls = LocalSigstore.create(Path(args.dir))
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("aer dev-sigstore: %(message)s"))
+    logging.getLogger("attest.localsigstore").addHandler(handler)
+    logging.getLogger("attest.localsigstore").setLevel(logging.INFO)
+    with ls.serve("127.0.0.1", args.port) as server:
+        _banner()
+        print(
+            f"aer dev-sigstore: Fulcio and OIDC issuer at {server.url} (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
+        print(server.url, flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_dev_token(args: argparse.Namespace) -> int:
+    """Handle ``aer dev-sigstore token``: print a test identity token."""
+    from attest.localsigstore import LocalSigstore
+
+    ls = LocalSigstore.create(Path(args.dir))
+    token = ls.issue_token(
+        subject=args.subject,
+        issuer=args.issuer,
+        email=args.email,
+        audience=args.audience,
+        ttl=args.ttl,
+    )
+    _banner()
+    print(token)
+    return 0
+
+
+def register(cmds: Commands) -> None:
+    """Add ``keygen``, ``trust-root`` and ``dev-sigstore``."""
+    p = cmds.add(
+        "keygen",
+        help="create an ECDSA P-256 signing key pair",
+        description="Write PREFIX.key (PKCS#8 PEM, mode 0600; encrypted when "
+        "AER_KEY_PASSWORD is set) and PREFIX.pub (PEM public key).",
+    )
+    o.add_out(p, "PREFIX", "path prefix of the key files")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    o.add_json(p, "print the written paths as JSON")
+    p.set_defaults(func=cmd_keygen)
+
+    p = cmds.add(
         "trust-root",
         help="write a Sigstore trusted root / client trust config naming AER's log",
         description="Write a Sigstore TrustedRoot that trusts AER's log as a Rekor (v1 API) "
@@ -159,7 +268,7 @@ def register(sub: Any) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--log", required=True, metavar="URL", help="AER's log (its base URL)")
+    o.add_log(p, "AER's log (its base URL)")
     p.add_argument("--log-key", metavar="PEM", help="the log's public key (default: fetch it)")
     p.add_argument(
         "--valid-from",
@@ -182,10 +291,61 @@ def register(sub: Any) -> None:
         action="store_true",
         help="use Sigstore's public-good Fulcio CAs and CT logs (embedded in sigstore-python)",
     )
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the document")
+    o.add_out(p, "FILE", "where to write the document")
     p.add_argument(
         "--client-trust-config",
         action="store_true",
         help="write a ClientTrustConfig (trusted root + signing config) instead",
     )
     p.set_defaults(func=cmd_trust_root)
+
+    p = cmds.add(
+        "dev-sigstore",
+        help="LOCAL STAND-IN, NOT FOR PRODUCTION: Fulcio + OIDC + CT for tests and demos",
+        description="Run a local stand-in for Sigstore's Fulcio CA, an OIDC provider and a "
+        "CT log, so that keyless signing works offline. " + _WARNING,
+    )
+    dsub = p.add_subparsers(dest="dev_sigstore_cmd", metavar="DEVCOMMAND", required=True)
+
+    def add_dir(q: Any) -> None:
+        q.add_argument(
+            "--dir", required=True, metavar="DIR", help="the stand-in's directory (keys, CA)"
+        )
+
+    q = dsub.add_parser(
+        "init",
+        help="create (or load) the stand-in's CA, CT and OIDC keys",
+        description="Create the stand-in's root and intermediate CA, CT log key and OIDC key "
+        "in DIR (private keys mode 0600), or load them if present, and print the files "
+        "'aer trust-root' takes. " + _WARNING,
+    )
+    add_dir(q)
+    q.set_defaults(func=cmd_dev_init)
+
+    q = dsub.add_parser(
+        "serve",
+        help="serve Fulcio's REST API and OIDC discovery on loopback",
+        description="Serve POST /api/v2/signingCert, GET /api/v2/trustBundle, "
+        "/.well-known/openid-configuration and /keys on 127.0.0.1 until interrupted; "
+        "prints the URL on standard output. " + _WARNING,
+    )
+    add_dir(q)
+    q.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    q.set_defaults(func=cmd_dev_serve)
+
+    q = dsub.add_parser(
+        "token",
+        help="print a TEST identity token for any identity",
+        description="Print an ES256 OIDC identity token signed by the stand-in's OIDC key, for "
+        "any subject and issuer you name. It is a TEST CREDENTIAL: the stand-in's Fulcio "
+        "accepts it, nothing else should. " + _WARNING,
+    )
+    add_dir(q)
+    q.add_argument("--subject", required=True, metavar="S", help="the sub claim")
+    q.add_argument("--issuer", required=True, metavar="URL", help="the iss claim")
+    q.add_argument(
+        "--email", metavar="E", help="adds email and email_verified=true (the certificate SAN)"
+    )
+    q.add_argument("--audience", default="sigstore", help="the aud claim (default sigstore)")
+    q.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
+    q.set_defaults(func=cmd_dev_token)

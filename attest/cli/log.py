@@ -1,0 +1,189 @@
+"""Log: ``aer log serve``, ``aer log vkey`` and ``aer log consistency``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from attest.cli import options as o
+from attest.cli.options import print_json, read_file
+from attest.cli.registry import Commands
+from attest.cli.runner import EXIT_CODES_HELP
+from attest.cli.verify import fetch_consistency_proof
+from verifier.errors import InputError, LogProofError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Handle ``aer log serve``."""
+    from log_server.errors import ConfigError
+    from log_server.server import serve
+
+    try:
+        serve(
+            Path(args.data),
+            host=args.host,
+            port=args.port,
+            origin=args.origin,
+            workers=args.workers,
+            threads=args.threads,
+            synchronous=args.synchronous,
+            max_batch=args.max_batch,
+            access_log=args.access_log,
+            witnesses=args.witness or [],
+        )
+    except ConfigError as e:
+        raise InputError(str(e)) from e
+    return 0
+
+
+def cmd_vkey(args: argparse.Namespace) -> int:
+    """Handle ``aer log vkey``."""
+    from log_server.errors import ConfigError
+    from log_server.logkey import load_or_create
+
+    data = Path(args.data)
+    if not (data / "log.key").exists() or not (data / "origin").exists():
+        raise InputError(f"{data} holds no log; start it once with 'aer log serve --data {data}'")
+    try:
+        identity = load_or_create(data, None, "unused")
+    except ConfigError as e:
+        raise InputError(str(e)) from e
+    print(identity.vkey())
+    return 0
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    """Handle ``aer log consistency OLD NEW``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from verifier.checkpoint import open_checkpoint, parse_checkpoint
+    from verifier.merkle import verify_consistency
+    from verifier.note import Verifier, ed25519_verifier, key_id_hint_verifier, parse_vkey
+    from verifier.witnessing import verify_cosigned_checkpoint
+
+    old_note = read_file(args.old, "checkpoint")
+    new_note = read_file(args.new, "checkpoint")
+    if args.log_vkey:
+        verifiers: list[Verifier] = [parse_vkey(args.log_vkey)]
+    elif args.log_key:
+        key = o.pinned_log_key(args, args.log_key)
+        if not isinstance(key, Ed25519PublicKey):
+            raise InputError("the log key must be an Ed25519 key")
+        origin = parse_checkpoint(
+            old_note.decode(errors="replace").split("\n\n", 1)[0] + "\n"
+        ).origin
+        verifiers = [key_id_hint_verifier(origin, key), ed25519_verifier(origin, key)]
+    else:
+        raise InputError("pass --log-vkey VKEY or --log-key PEM_OR_URL to check the signatures")
+    witnesses = o.witness_options(args)
+    old, _ = open_checkpoint(old_note, verifiers)
+    new, _ = open_checkpoint(new_note, verifiers)
+    witnessed = None
+    if witnesses is not None:
+        witnessed = verify_cosigned_checkpoint(new_note, verifiers, witnesses[0], witnesses[1])
+    if old.origin != new.origin:
+        raise LogProofError(f"checkpoints are from different logs ({old.origin} vs {new.origin})")
+    if new.size < old.size:
+        raise LogProofError(f"the log shrank: {old.size} -> {new.size}")
+    proof: list[bytes] = []
+    if old.size not in (0, new.size):
+        if not args.log:
+            raise InputError("pass --log URL to fetch the consistency proof")
+        proof = fetch_consistency_proof(args.log, old.size, new.size)
+    verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    result = {
+        "consistent": True,
+        "origin": old.origin,
+        "oldSize": old.size,
+        "newSize": new.size,
+        "oldRoot": old.root_hash.hex(),
+        "newRoot": new.root_hash.hex(),
+        "proofLength": len(proof),
+    }
+    if witnessed is not None:
+        result["witnessed"] = witnessed.summary()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"consistent: {old.origin} {old.size} -> {new.size} ({len(proof)} proof hashes)")
+        if witnessed is not None:
+            print(
+                f"witnessed: size {new.size} cosigned by {', '.join(witnessed.cosigners)} "
+                f"({witnessed.threshold} required)"
+            )
+    return 0
+
+
+def register(cmds: Commands) -> None:
+    """Add ``aer log`` with ``serve``, ``vkey`` and ``consistency``."""
+    p = cmds.add(
+        "log",
+        help="run and check transparency logs",
+        description="Serve a transparency log, print its key, check checkpoints.",
+    )
+    log_sub = p.add_subparsers(dest="log_cmd", metavar="LOGCOMMAND", required=True)
+    p = log_sub.add_parser(
+        "serve",
+        help="run the transparency log server",
+        description=(
+            "Serve AER's transparency log: the Rekor v1 REST API, C2SP checkpoints and "
+            "tiles, and the records API. DIR holds the SQLite database, the Ed25519 log "
+            "key and the origin, all created at first start and kept: the same DIR after "
+            "a restart is the same log."
+        ),
+    )
+    o.add_data(p, "data directory (default ./aer-data)", default="aer-data")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    p.add_argument(
+        "--origin", help="checkpoint origin / key name (default host:port; fixed at first start)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1; one writer at a time either way)",
+    )
+    p.add_argument("--threads", type=int, default=16, help="threads per worker (default 16)")
+    p.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="SQLite durability: FULL fsyncs every batch (default); NORMAL "
+        "survives a process crash but not a power loss",
+    )
+    p.add_argument("--max-batch", type=int, default=1024, help="entries per committed batch")
+    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="URL=VKEY",
+        help="a C2SP tlog-witness to get each new checkpoint cosigned by (repeatable): its "
+        "URL prefix (POST URL/add-checkpoint) and its cosigner key from 'aer witness vkey'",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = log_sub.add_parser(
+        "vkey",
+        help="print the log's C2SP signed-note verifier key",
+        description="Print the log's verifier key (name+hash+base64).",
+    )
+    o.add_data(p, "data directory", default="aer-data")
+    p.set_defaults(func=cmd_vkey)
+
+    p = log_sub.add_parser(
+        "consistency",
+        help="check that one checkpoint extends another",
+        description="Verify both checkpoints' signatures, then a consistency proof (fetched "
+        "from --log) showing that NEW's tree extends OLD's.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("old", metavar="OLD", help="older checkpoint (signed note file)")
+    p.add_argument("new", metavar="NEW", help="newer checkpoint (signed note file)")
+    o.add_log(p, "log to fetch the consistency proof from", required=False)
+    o.add_log_key(p, "log public key (file, or URL to pin)")
+    o.add_log_vkey(p, "log C2SP verifier key (name+hash+base64)")
+    o.add_witness_options(p, "NEW is trusted only with K valid cosignatures")
+    o.add_json(p)
+    p.set_defaults(func=cmd_consistency)

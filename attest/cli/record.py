@@ -1,0 +1,728 @@
+"""Record and sign: what runs beside the agent and in its pipeline.
+
+``aer record``, ``sign``, ``submit``, ``attest provenance``, ``policy check``,
+``policy hook``, ``grant create``, ``hook`` and ``import-otel``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attest.cli import options as o
+from attest.cli.options import notice, print_json, read_file
+from attest.cli.registry import Commands
+from attest.cli.runner import EXIT_CODES_HELP
+from attest.errors import AttestError
+from attest.record import write_atomic
+from verifier.errors import InputError, PolicyError, UsageError
+
+if TYPE_CHECKING:
+    from attest.submit import Submitted
+    from verifier.bundle import Bundle
+
+
+# -- aer record ----------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Handle ``aer record``."""
+    from attest.record import record_command
+    from attest.recorder import resolve_sponsor
+    from verifier.bundle import parse_bundle
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise AttestError("no command given: use 'aer record [options] -- COMMAND...'")
+    repo = Path(args.repo)
+    task_text: str | None = args.task_text
+    if args.task_file:
+        task_text = read_file(args.task_file, "task file").decode("utf-8", errors="replace")
+    title = (
+        args.task_title
+        or (task_text.strip().splitlines()[0][:200] if task_text and task_text.strip() else None)
+        or "agent run: " + " ".join(command)[:180]
+    )
+    task: dict[str, Any] = {"title": title}
+    if args.task_id:
+        task["id"] = args.task_id
+    if args.task_uri:
+        task["source"] = args.task_uri
+    if task_text is not None:
+        task["text"] = task_text
+    if args.constraint:
+        task["constraints"] = args.constraint
+    agent: dict[str, Any] = {}
+    if args.agent_name:
+        agent["name"] = args.agent_name
+    if args.agent_version:
+        agent["version"] = args.agent_version
+    models = []
+    for m in args.model or []:
+        provider, sep, model_id = m.partition("/")
+        if not sep or not provider or not model_id:
+            raise AttestError(f"--model takes PROVIDER/MODEL_ID, not {m!r}")
+        models.append({"provider": provider, "id": model_id})
+    if models:
+        agent["models"] = models
+    sponsor: str | dict[str, Any]
+    grant = None
+    if args.grant:
+        from attest.grant import grant_reference
+
+        sponsor, grant = grant_reference(parse_bundle(read_file(args.grant, "grant bundle")))
+        if args.sponsor or args.sponsor_issuer:
+            raise UsageError("--grant sets the sponsor (the grant's); drop --sponsor")
+    else:
+        sponsor = resolve_sponsor(args.sponsor, repo)
+    result = record_command(
+        command,
+        repo=repo,
+        task=task,
+        grant=grant,
+        sponsor=sponsor,
+        sponsor_issuer=args.sponsor_issuer,
+        agent=agent,
+        events_file=Path(args.events) if args.events else None,
+        include_content=args.include_content,
+        add_trailer=not args.no_trailer,
+        store=args.store,
+    )
+    write_atomic(Path(args.out), result.statement_bytes)
+    outputs = result.statement["predicate"]["outputs"]
+    print(
+        f"aer: recorded run {result.statement['predicate']['runId']}: "
+        f"{len(outputs['commits'])} commit(s), {result.events_applied} event(s), "
+        f"exit status {result.exit_status} -> {args.out}",
+        file=sys.stderr,
+    )
+    return result.exit_status
+
+
+# -- aer sign, aer submit, aer attest provenance ------------------------------
+
+
+def _print_submitted(args: argparse.Namespace, sub: Submitted, extra: dict[str, Any]) -> None:
+    e = sub.entry
+    if args.json:
+        print_json(
+            {
+                **extra,
+                "uuid": e.uuid,
+                "logIndex": e.log_index,
+                "integratedTime": e.integrated_time,
+                "treeSize": e.tree_size,
+                "alreadyLogged": sub.already_logged,
+            }
+        )
+    else:
+        state = "already in the log" if sub.already_logged else "logged"
+        print(f"{state}: uuid {e.uuid} log index {e.log_index} -> {args.out}")
+
+
+def _sign_with_key(
+    args: argparse.Namespace, statement: bytes, extra: dict[str, Any], *, key_id: bool
+) -> bool:
+    """Sign with ``--key`` and write ``--out``; with ``--log``, log it too.
+
+    ``extra`` (plus ``keyId`` when ``key_id``) leads the printed JSON.
+    Returns whether it was logged (the submission is then printed).
+    """
+    from attest.keys import load_private_key
+    from attest.keystore import remember_public_key
+    from attest.signing import KeySigner
+    from attest.submit import submit_bundle
+    from verifier.bundle import format_bundle
+    from verifier.client.logclient import LogClient
+
+    private = load_private_key(Path(args.key))
+    signer = KeySigner(private)
+    bundle = signer.sign(statement)
+    remember_public_key(private.public_key())
+    if key_id:
+        extra["keyId"] = signer.key_id
+    if args.log:
+        key = private.public_key()
+        sub = submit_bundle(bundle, LogClient(args.log), o.pinned_log_key(args), key=key)
+        write_atomic(Path(args.out), format_bundle(sub.bundle))
+        _print_submitted(args, sub, extra)
+        return True
+    write_atomic(Path(args.out), format_bundle(bundle))
+    return False
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Handle ``aer sign``."""
+    statement = read_file(args.statement, "statement")
+    if args.keyless:
+        return _sign_keyless(args, statement)
+    if args.identity_token or args.trust_config:
+        raise UsageError("--identity-token and --trust-config go with --keyless, not --key")
+    extra: dict[str, Any] = {"bundle": args.out}
+    if _sign_with_key(args, statement, extra, key_id=True):
+        return 0
+    if args.json:
+        print_json(extra)
+    else:
+        print(f"signed {args.statement} with key {extra['keyId'][:16]}… -> {args.out}")
+    return 0
+
+
+def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
+    from attest.keyless import keyless_signer
+    from verifier.bundle import format_bundle
+
+    if args.log or args.log_key:
+        raise UsageError(
+            "--keyless logs in the trust config's transparency log; drop --log/--log-key"
+        )
+    signer = keyless_signer(args.trust_config, args.identity_token)
+    bundle: Bundle = signer.sign(statement)
+    write_atomic(Path(args.out), format_bundle(bundle))
+    entry = bundle.tlog_entries[0] if bundle.tlog_entries else {}
+    result = {
+        "bundle": args.out,
+        "identity": signer.identity,
+        "issuer": signer.issuer,
+        "logIndex": int(entry.get("logIndex", -1)),
+        "integratedTime": int(entry.get("integratedTime", 0)),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"signed {args.statement} as {signer.identity} ({signer.issuer}); "
+            f"logged at index {result['logIndex']} -> {args.out}"
+        )
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Handle ``aer submit``."""
+    from attest.submit import submit_bundle
+    from verifier.bundle import format_bundle, parse_bundle
+    from verifier.client.logclient import LogClient
+    from verifier.keys import load_public_key
+
+    bundle = parse_bundle(read_file(args.bundle, "bundle"))
+    key = load_public_key(read_file(args.key, "public key")) if args.key else None
+    sub = submit_bundle(bundle, LogClient(args.log), o.pinned_log_key(args), key=key)
+    write_atomic(Path(args.out), format_bundle(sub.bundle))
+    _print_submitted(args, sub, {"bundle": args.out})
+    return 0
+
+
+def cmd_attest_provenance(args: argparse.Namespace) -> int:
+    """Handle ``aer attest provenance``."""
+    from attest import gitrepo
+    from attest.provenance import provenance_statement
+    from verifier.gate.images import parse_image_ref
+
+    subjects = [parse_image_ref(i) for i in args.image]
+    repo = Path(args.repo)
+    commit = args.commit or gitrepo.head_commit(gitrepo.repo_root(repo))
+    if not commit:
+        raise AttestError("no source commit: pass --commit SHA or run in a repository")
+    source = args.source_uri or gitrepo.remote_uri(repo) or gitrepo.repo_root(repo).as_uri()
+    statement = provenance_statement(
+        subjects,
+        commit=commit,
+        source_uri=source,
+        builder_id=args.builder_id,
+        invocation_id=args.invocation_id,
+    )
+    if _sign_with_key(args, statement, {"bundle": args.out, "commit": commit}, key_id=False):
+        return 0
+    print(f"provenance for {', '.join(args.image)} (commit {commit[:12]}) -> {args.out}")
+    return 0
+
+
+# -- aer policy ----------------------------------------------------------------
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    """Handle ``aer policy check``."""
+    from verifier.jsonutil import loads_strict
+    from verifier.policy import evaluate, load_policy, record_inputs
+
+    policy = load_policy(args.policy)
+    data = read_file(args.statement, "statement")
+    try:
+        statement = loads_strict(data)
+    except ValueError as e:
+        raise InputError(f"{args.statement} is not JSON: {e}") from e
+    if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict):
+        raise InputError(f"{args.statement} is not an AER statement (no predicate)")
+    decision = evaluate(policy, record_inputs(statement, extra={"phase": args.phase}))
+    statement["predicate"].setdefault("policyEvaluations", []).append(
+        decision.evaluation(args.phase)
+    )
+    out = Path(args.out or args.statement)
+    write_atomic(out, (json.dumps(statement, indent=2, ensure_ascii=False) + "\n").encode())
+    if args.json:
+        print_json({**decision.to_dict(), "phase": args.phase, "statement": str(out)})
+    else:
+        print(
+            f"{decision.decision}: policy {policy.name} v{policy.version} ({args.phase}), "
+            f"{sum(r.passed for r in decision.results)}/{len(decision.results)} rules passed"
+        )
+        for reason in decision.reasons():
+            print(f"  - {reason}")
+    if not decision.allowed:
+        raise PolicyError(
+            f"policy {policy.name} denied the run at {args.phase}; the evaluation "
+            f"is recorded in {out}"
+        )
+    return 0
+
+
+def cmd_policy_hook(args: argparse.Namespace) -> int:
+    """Handle ``aer policy hook`` (a PreToolUse hook)."""
+    from attest.recorder import digest_of
+    from verifier.jsonutil import loads_strict
+    from verifier.policy import evaluate, load_policy
+
+    policy = load_policy(args.policy)
+    raw = sys.stdin.buffer.read(4 * 1024 * 1024 + 1)
+    try:
+        call = loads_strict(raw)
+    except ValueError as e:
+        raise InputError(f"the hook input is not JSON: {e}") from e
+    if not isinstance(call, dict) or not isinstance(call.get("tool_name"), str):
+        raise InputError("the hook input needs tool_name (and tool_input)")
+    tool = {"name": call["tool_name"], "input": call.get("tool_input") or {}}
+    decision = evaluate(
+        policy,
+        {
+            "tool": tool,
+            "phase": "before-tool-use",
+            "session": {"id": call.get("session_id"), "cwd": call.get("cwd")},
+        },
+    )
+    events = args.events or os.environ.get("AER_EVENTS_FILE")
+    if events:
+        evaluation = decision.evaluation("before-tool-use")
+        lines = [{"type": "policy_evaluation", **evaluation}]
+        if not decision.allowed:
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            lines.append(
+                {
+                    "type": "tool_call",
+                    "name": tool["name"],
+                    "callId": call.get("tool_use_id"),
+                    "argumentsDigest": digest_of(tool["input"]),
+                    "startedAt": now,
+                    "finishedAt": now,
+                    "status": "denied",
+                    "policyDecision": {"decision": "deny", "policyId": policy.name},
+                }
+            )
+        with open(events, "a", encoding="utf-8") as f:
+            for line in lines:
+                f.write(json.dumps({k: v for k, v in line.items() if v is not None}) + "\n")
+    reason = "; ".join(decision.reasons()) or f"allowed by {policy.name} v{policy.version}"
+    answer: dict[str, Any] = {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "deny" if not decision.allowed else "allow",
+            "permissionDecisionReason": reason,
+        }
+    }
+    sys.stdout.write(json.dumps(answer) + "\n")
+    return 0
+
+
+# -- aer grant create ----------------------------------------------------------
+
+
+def cmd_grant_create(args: argparse.Namespace) -> int:
+    """Handle ``aer grant create``."""
+    from attest.grant import build_grant, parse_duration
+    from attest.recorder import parse_identity
+    from verifier.rfc3339 import parse_rfc3339
+
+    if not (args.agent_identity or args.agent_identity_regexp):
+        raise UsageError("name at least one agent: --agent-identity or --agent-identity-regexp")
+    agents: list[dict[str, Any]] = [
+        {"issuer": args.agent_issuer, "subject": s} for s in args.agent_identity or []
+    ] + [
+        {"issuer": args.agent_issuer, "subjectPattern": p} for p in args.agent_identity_regexp or []
+    ]
+    task: dict[str, Any] = {"title": args.task_title}
+    if args.task_id:
+        task["id"] = args.task_id
+    if args.task_uri:
+        task["source"] = args.task_uri
+    if args.constraint:
+        task["constraints"] = args.constraint
+    budget: dict[str, Any] = {}
+    if args.budget_tokens is not None:
+        budget["totalTokens"] = args.budget_tokens
+    if args.budget_cost is not None:
+        budget["costUsd"] = args.budget_cost
+    if args.budget_seconds is not None:
+        budget["durationSeconds"] = args.budget_seconds
+    not_before = parse_rfc3339(args.not_before, "--not-before") if args.not_before else None
+    data = build_grant(
+        sponsor=parse_identity(args.sponsor, args.sponsor_issuer),
+        task=task,
+        agents=agents,
+        repositories=args.repository,
+        branches=args.branch or [],
+        not_before=not_before,
+        valid_for=parse_duration(args.valid_for),
+        budget=budget or None,
+    )
+    write_atomic(Path(args.out), data)
+    predicate = json.loads(data)["predicate"]
+    if args.json:
+        print_json({"grant": args.out, **predicate})
+    else:
+        print(
+            f"wrote grant {predicate['grantId']} for {len(agents)} agent identit"
+            f"{'y' if len(agents) == 1 else 'ies'}, valid {predicate['notBefore']} to "
+            f"{predicate['notAfter']} -> {args.out}\n"
+            f"next: aer sign --keyless {args.out} --out {args.out}.sigstore.json",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# -- aer hook, aer import-otel -------------------------------------------------
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    """Handle ``aer hook``: one tool-use hook object on stdin -> an event."""
+    from attest.hooks import HookError, handle_hook
+
+    target = args.events or os.environ.get("AER_EVENTS_FILE")
+    data = sys.stdin.buffer.read()
+    if not target:
+        return 0  # not inside 'aer record': nothing to record
+    try:
+        payload = json.loads(data)
+    except ValueError as e:
+        raise HookError(f"hook input is not JSON: {e}") from e
+    try:
+        handle_hook(payload, Path(target))
+    except OSError as e:
+        raise InputError(f"cannot write events file {target}: {e.strerror}") from e
+    return 0
+
+
+def cmd_import_otel(args: argparse.Namespace) -> int:
+    """Handle ``aer import-otel``: OTLP/JSON GenAI spans -> events (JSON lines)."""
+    from attest.otel import format_events, otlp_events, parse_otlp
+
+    events = otlp_events(parse_otlp(read_file(args.trace, "trace")))
+    data = format_events(events)
+    target = args.events or os.environ.get("AER_EVENTS_FILE")
+    if target and target != "-":
+        try:
+            with open(target, "ab") as f:
+                f.write(data)
+        except OSError as e:
+            raise InputError(f"cannot append to events file {target}: {e.strerror}") from e
+        notice(f"appended {len(events)} event(s) to {target}")
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
+# -- registration --------------------------------------------------------------
+
+
+def register(cmds: Commands) -> None:
+    """Add the record-and-sign commands."""
+    _register_record(cmds)
+    _register_sign(cmds)
+    _register_policy(cmds)
+    _register_grant(cmds)
+    _register_events(cmds)
+
+
+def _register_record(cmds: Commands) -> None:
+    p = cmds.add(
+        "record",
+        help="run an agent command in a git repository and record the run",
+        description=(
+            "Run COMMAND in the current git repository and write an unsigned in-toto "
+            "Statement with AER's agent-execution predicate: base commit, the commits "
+            "and diff the run produced, timing, exit status, CI environment, and the "
+            "tool calls, context and policy evaluations the agent appended to the "
+            "events file named by $AER_EVENTS_FILE (see docs/events.md). Task text, "
+            "tool arguments and results are recorded as digests only unless "
+            "--include-content is given. Exits with COMMAND's exit status."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    o.add_out(p, "STATEMENT", "where to write the Statement")
+    p.add_argument(
+        "--sponsor",
+        metavar="ID",
+        help="accountable human (e-mail or OIDC subject); "
+        "default $AER_SPONSOR, then git user.email",
+    )
+    p.add_argument("--sponsor-issuer", metavar="URL", help="OIDC issuer vouching for the sponsor")
+    p.add_argument(
+        "--grant",
+        metavar="BUNDLE",
+        help="a delegated run: the sponsor's signed, logged task grant (from 'aer grant "
+        "create' + 'aer sign --keyless'); the record names its sponsor and references it",
+    )
+    p.add_argument("--task-title", metavar="TEXT", help="short title of the task")
+    p.add_argument("--task-uri", metavar="URI", help="where the task comes from (issue, ticket)")
+    p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
+    p.add_argument("--task-text", metavar="TEXT", help="the task given to the agent (by digest)")
+    p.add_argument("--task-file", metavar="FILE", help="read the task text from FILE")
+    p.add_argument(
+        "--constraint",
+        action="append",
+        metavar="TEXT",
+        help="a constraint given to the agent (repeatable)",
+    )
+    p.add_argument("--agent-name", metavar="NAME", help="agent name (default: COMMAND's name)")
+    p.add_argument("--agent-version", metavar="VERSION", help="agent version")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="PROVIDER/ID",
+        help="a model the agent uses (repeatable)",
+    )
+    o.add_events(p, "events file (default: inside .git/aer/runs/)")
+    p.add_argument(
+        "--include-content",
+        action="store_true",
+        help="keep the task text in clear in the record (default: digest only)",
+    )
+    o.add_repo(p, "the repository (default: .)")
+    p.add_argument(
+        "--no-trailer",
+        action="store_true",
+        help="do not add the 'Agent-Run: <run id>' trailer to the run's commits",
+    )
+    p.add_argument(
+        "--store",
+        metavar="DIR_OR_URL",
+        help="content-addressed store for replay material: a directory or a log URL "
+        "(default: .git/aer/store)",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    p.set_defaults(func=cmd_record)
+
+
+def _register_sign(cmds: Commands) -> None:
+    p = cmds.add(
+        "sign",
+        help="sign a Statement into a Sigstore bundle v0.3 (with a key, or keyless)",
+        description="Sign STATEMENT (exact bytes) as a DSSE envelope in a Sigstore bundle "
+        "v0.3. With --key: public-key verification material (air-gapped use; --log adds "
+        "the log entry). With --keyless: sigstore-python obtains a short-lived Fulcio "
+        "certificate for your OIDC identity and logs the entry in the transparency log "
+        "the trust config names (AER's log when the config comes from 'aer trust-root'); "
+        "the identity token comes from --identity-token, $AER_IDENTITY_TOKEN, the CI's "
+        "ambient credential or the browser, and is never printed or stored. Refuses "
+        "statements that are not valid in-toto Statements or whose AER predicate "
+        "violates its schema.",
+        epilog=EXIT_CODES_HELP,
+    )
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", metavar="KEY", help="private key (PEM) from aer keygen")
+    how.add_argument(
+        "--keyless", action="store_true", help="sign with your OIDC identity (Sigstore)"
+    )
+    o.add_keyless_signing(p)
+    o.add_out(p, "BUNDLE", "where to write the bundle")
+    o.add_log(p, "with --key: also submit to this log", required=False)
+    o.add_log_key(p, o.LOG_KEY_CHECK)
+    o.add_json(p)
+    p.add_argument("statement", metavar="STATEMENT", help="the Statement JSON file")
+    p.set_defaults(func=cmd_sign)
+
+    p = cmds.add(
+        "submit",
+        help="log a signed bundle and add the log entry to it",
+        description="Send BUNDLE_IN's envelope to the log (Rekor v1 dsse entry), verify the "
+        "entry the log returns (inclusion proof, checkpoint, signed entry timestamp) and "
+        "write BUNDLE_OUT: a complete Sigstore bundle v0.3. Submitting twice is harmless: "
+        "the existing entry is used. Prints the entry UUID and log index.",
+        epilog=EXIT_CODES_HELP,
+    )
+    o.add_log(p, "the log, e.g. http://127.0.0.1:3000")
+    o.add_out(p, "BUNDLE_OUT", "where to write the bundle")
+    p.add_argument(
+        "--key", metavar="PUB", help="the signer's public key (default: the local key store)"
+    )
+    o.add_log_key(p, o.LOG_KEY_CHECK)
+    o.add_json(p)
+    p.add_argument("bundle", metavar="BUNDLE_IN", help="a signed bundle from aer sign")
+    p.set_defaults(func=cmd_submit)
+
+    p = cmds.add(
+        "attest",
+        help="produce other attestations (build provenance)",
+        description="Produce attestations that AER's gates consume.",
+    )
+    asub = p.add_subparsers(dest="attest_cmd", metavar="ATTESTCOMMAND", required=True)
+    a = asub.add_parser(
+        "provenance",
+        help="sign SLSA Provenance v1 for an image built from a commit",
+        description="Write (and with --log, log) an SLSA Provenance v1 attestation whose subject "
+        "is the image digest and whose resolved dependency is the source commit, so that "
+        "'aer gate image' and the admission webhook can trace the image to its commits.",
+    )
+    a.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="NAME@sha256:HEX",
+        help="image built (repeatable)",
+    )
+    a.add_argument("--commit", metavar="SHA", help="source commit (default: HEAD of --repo)")
+    o.add_repo(a, "source repository (default .)")
+    a.add_argument("--source-uri", metavar="URI", help="source repository URI (default: origin)")
+    a.add_argument("--builder-id", required=True, metavar="URI", help="the builder's identity URI")
+    a.add_argument("--invocation-id", metavar="ID", help="the CI run id")
+    a.add_argument("--key", required=True, metavar="KEY", help="the builder's private key")
+    o.add_out(a, "BUNDLE", "where to write the bundle")
+    o.add_log(a, "also log it", required=False)
+    o.add_log_key(a)
+    o.add_json(a)
+    a.set_defaults(func=cmd_attest_provenance)
+
+
+def _register_policy(cmds: Commands) -> None:
+    from attest.recorder import PHASES
+
+    p = cmds.add(
+        "policy",
+        help="evaluate CEL policies during an agent run",
+        description="Evaluate policies on the agent's side, before tools run "
+        "and before the merge request, and record the decisions.",
+    )
+    psub = p.add_subparsers(dest="policy_cmd", metavar="POLICYCOMMAND", required=True)
+    c = psub.add_parser(
+        "check",
+        help="evaluate a policy over a statement and record the evaluation",
+        description="Evaluate FILE's CEL rules over the run recorded so far in STATEMENT "
+        "(variables: record, run, phase, now), append the evaluation (policy id, version and "
+        "digest, input digest, decision, reasons, time, phase) to predicate.policyEvaluations, "
+        "and exit 8 on deny.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("--phase", required=True, choices=PHASES, help="when the check runs")
+    c.add_argument("--statement", required=True, metavar="STATEMENT", help="the unsigned statement")
+    c.add_argument("--policy", required=True, metavar="FILE", help="the policy (YAML)")
+    o.add_out(c, "FILE", "write the statement here (default: in place)", required=False)
+    o.add_json(c, "print the decision as JSON")
+    c.set_defaults(func=cmd_policy_check)
+    h = psub.add_parser(
+        "hook",
+        help="pre-tool-use hook: allow or deny a tool call (JSON on stdin)",
+        description="Read a PreToolUse hook event ({tool_name, tool_input, ...}) on stdin, "
+        "evaluate FILE (variables: tool {name, input}, phase, session, now), print "
+        "{hookSpecificOutput: {permissionDecision, permissionDecisionReason}} and append the "
+        "decision to the events file ($AER_EVENTS_FILE or --events).",
+    )
+    h.add_argument("--policy", required=True, metavar="FILE", help="the policy (YAML)")
+    o.add_events(h)
+    h.set_defaults(func=cmd_policy_hook)
+
+
+def _register_grant(cmds: Commands) -> None:
+    g = cmds.add(
+        "grant",
+        help="delegate a task to agent workload identities (task grants)",
+        description="Task grants let a sponsor delegate one task to agents that run "
+        "unattended under a workload identity (a CI job). The sponsor signs the grant "
+        "with their own identity ('aer sign --keyless'), which logs it; the agent's run "
+        "references it ('aer record --grant BUNDLE'); 'aer verify' checks the chain.",
+    )
+    gsub = g.add_subparsers(dest="grant_cmd", metavar="SUBCOMMAND", required=True)
+    p = gsub.add_parser(
+        "create",
+        help="write a task-grant Statement to sign",
+        description="Write a task-grant Statement (predicate https://aer.dev/task-grant/v0.1): "
+        "the sponsor, the task, the agent identities allowed to act (OIDC issuer plus exact "
+        "identity or a regular expression matching the whole identity), repositories and "
+        "branches in scope (exact or glob), the validity window and a budget. Sign it "
+        "with 'aer sign --keyless' as the sponsor.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--sponsor", required=True, metavar="ID", help="your e-mail or OIDC subject")
+    p.add_argument(
+        "--sponsor-issuer", required=True, metavar="URL", help="the OIDC issuer you sign with"
+    )
+    p.add_argument("--task-title", required=True, metavar="TEXT", help="what the agent is to do")
+    p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
+    p.add_argument("--task-uri", metavar="URI", help="where the task comes from")
+    p.add_argument(
+        "--constraint", action="append", metavar="TEXT", help="a constraint (repeatable)"
+    )
+    p.add_argument(
+        "--agent-issuer", required=True, metavar="URL", help="OIDC issuer of the agents' identity"
+    )
+    p.add_argument(
+        "--agent-identity", action="append", metavar="ID", help="an allowed agent identity"
+    )
+    p.add_argument(
+        "--agent-identity-regexp",
+        action="append",
+        metavar="RE",
+        help="a regular expression the whole agent identity must match (repeatable)",
+    )
+    p.add_argument(
+        "--repository",
+        action="append",
+        required=True,
+        metavar="URI",
+        help="repository URI in scope, exact or glob (repeatable)",
+    )
+    p.add_argument("--branch", action="append", metavar="NAME", help="branch in scope (glob)")
+    p.add_argument("--not-before", metavar="TIME", help="start of validity (default: now)")
+    p.add_argument(
+        "--valid-for", default="8h", metavar="DURATION", help="validity, e.g. 30m, 8h, 2d"
+    )
+    p.add_argument("--budget-tokens", type=int, metavar="N", help="most tokens the run may use")
+    p.add_argument("--budget-cost", type=float, metavar="USD", help="most it may cost")
+    p.add_argument("--budget-seconds", type=float, metavar="S", help="longest it may take")
+    o.add_out(p, "FILE", "where to write the Statement")
+    o.add_json(p, "print the grant as JSON")
+    p.set_defaults(func=cmd_grant_create)
+
+
+def _register_events(cmds: Commands) -> None:
+    p = cmds.add(
+        "hook",
+        help="record a coding agent's pre/post tool-use hook call (JSON on stdin)",
+        description=(
+            "Read one pre_tool_use/post_tool_use hook object (or PreToolUse/PostToolUse) on "
+            "standard input and append the tool call to $AER_EVENTS_FILE. Does nothing outside "
+            "'aer record'. See docs/events.md for the format and an example hook."
+        ),
+    )
+    o.add_events(p)
+    p.set_defaults(func=cmd_hook)
+
+    p = cmds.add(
+        "import-otel",
+        help="turn an OpenTelemetry GenAI trace (OTLP/JSON) into AER events",
+        description=(
+            "Read TRACE, an OTLP/JSON trace export with gen_ai.* span attributes, and append "
+            "the tool calls, models and token usage it describes to the events file (--events, "
+            "default $AER_EVENTS_FILE as set by 'aer record'; '-' or none: standard output). "
+            "See docs/events.md."
+        ),
+    )
+    p.add_argument("trace", metavar="TRACE", help="OTLP/JSON file (one document or JSON lines)")
+    o.add_events(p, "events file to append to ('-': stdout)")
+    p.set_defaults(func=cmd_import_otel)

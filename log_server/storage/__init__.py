@@ -1,0 +1,42 @@
+"""Log storage behind a narrow interface, one module per backend.
+
+:mod:`log_server.storage.base` holds the :class:`Storage` protocol and the
+types every backend shares; :mod:`log_server.storage.sqlite` holds the SQLite
+implementation (:class:`SQLiteStorage`, its numbered migrations). A PostgreSQL
+backend becomes a new module beside ``sqlite``. The names below are
+re-exported so that ``from log_server.storage import ...`` keeps working.
+"""
+
+from log_server.storage.base import (
+    RECORD_COLUMNS,
+    NewEntry,
+    Storage,
+    StoredCheckpoint,
+    StoredEntry,
+    WriteBatch,
+)
+from log_server.storage.sqlite import (
+    HASHES_PER_ROW,
+    MIGRATIONS,
+    SQLiteStorage,
+    m001_initial,
+    m002_packed_hashes,
+    m003_blobs,
+    migrate,
+)
+
+__all__ = [
+    "HASHES_PER_ROW",
+    "MIGRATIONS",
+    "RECORD_COLUMNS",
+    "NewEntry",
+    "SQLiteStorage",
+    "Storage",
+    "StoredCheckpoint",
+    "StoredEntry",
+    "WriteBatch",
+    "m001_initial",
+    "m002_packed_hashes",
+    "m003_blobs",
+    "migrate",
+]
