@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import inspect
 import json
 import logging
 import struct
@@ -52,6 +53,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from attest.errors import AttestError
 from attest.record import write_atomic
+from verifier.errors import InputError
+from verifier.keys import read_ec_private_key
 
 BANNER = (
     "LOCAL STAND-IN, NOT FOR PRODUCTION: this Fulcio/OIDC/CT stand-in issues "
@@ -260,17 +263,9 @@ def verify_proof_of_possession(key: SubjectKey, signature: bytes, identity: str)
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
     """Fulcio's key usages: certSign and cRLSign for its CAs, digitalSignature for leaves."""
-    return x509.KeyUsage(
-        digital_signature=not ca,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    allowed = {"key_cert_sign", "crl_sign"} if ca else {"digital_signature"}
+    usages = inspect.signature(x509.KeyUsage).parameters  # all nine, by name
+    return x509.KeyUsage(**{usage: usage in allowed for usage in usages})
 
 
 def _new_ca_cert(
@@ -314,12 +309,9 @@ def _new_ca_cert(
 
 def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
-        raise LocalSigstoreError(f"cannot load the stand-in key {path}: {e}") from e
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise LocalSigstoreError(f"{path} is not an ECDSA private key")
-    return key
+        return read_ec_private_key(path, "the stand-in key")
+    except InputError as e:
+        raise LocalSigstoreError(str(e)) from e
 
 
 def _load_cert(path: Path) -> x509.Certificate:

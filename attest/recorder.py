@@ -105,6 +105,13 @@ def resolve_sponsor(explicit: str | None, repo: Path) -> str:
     return value
 
 
+_CI_RUN_VARIABLES = (
+    ("GITLAB_CI", "gitlab-ci", "CI_JOB_URL", "CI_JOB_ID"),
+    ("BUILDKITE", "buildkite", "BUILDKITE_BUILD_URL", "BUILDKITE_BUILD_ID"),
+)
+"""CI systems whose run URL and id are plain variables: marker, provider, URL, id."""
+
+
 def ci_runtime(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Describe the CI run from well-known, non-secret environment variables."""
     env = os.environ if env is None else env
@@ -117,18 +124,11 @@ def ci_runtime(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
             rt["runUri"] = f"{server}/{repo}/actions/runs/{run}/attempts/{attempt}"
             rt["runId"] = run
-    elif env.get("GITLAB_CI") == "true":
-        rt["ciProvider"] = "gitlab-ci"
-        if env.get("CI_JOB_URL"):
-            rt["runUri"] = env["CI_JOB_URL"]
-        if env.get("CI_JOB_ID"):
-            rt["runId"] = env["CI_JOB_ID"]
-    elif env.get("BUILDKITE") == "true":
-        rt["ciProvider"] = "buildkite"
-        if env.get("BUILDKITE_BUILD_URL"):
-            rt["runUri"] = env["BUILDKITE_BUILD_URL"]
-        if env.get("BUILDKITE_BUILD_ID"):
-            rt["runId"] = env["BUILDKITE_BUILD_ID"]
+    elif ci := next((c for c in _CI_RUN_VARIABLES if env.get(c[0]) == "true"), None):
+        _, rt["ciProvider"], uri_variable, id_variable = ci
+        for key, variable in (("runUri", uri_variable), ("runId", id_variable)):
+            if env.get(variable):
+                rt[key] = env[variable]
     elif env.get("CI"):
         rt["ciProvider"] = "ci"
     image = env.get("AER_RUNNER_IMAGE")

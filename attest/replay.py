@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +65,8 @@ class Divergence:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "step": self.step,
-            "reason": self.reason,
-            "operation": self.operation,
-            "path": self.path,
-            "expected": self.expected,
-            "found": self.found,
-            "detail": self.detail,
-        }
+        """JSON form (the fields, by name)."""
+        return asdict(self)
 
     def describe(self) -> str:
         """One line for people."""
@@ -98,13 +90,8 @@ class MaterialProblem:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "name": self.name,
-            "digest": self.digest,
-            "problem": self.problem,
-            "detail": self.detail,
-        }
+        """JSON form (the fields, by name)."""
+        return asdict(self)
 
 
 @dataclass

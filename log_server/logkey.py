@@ -7,16 +7,15 @@ first start and never change afterwards; the same directory is the same log.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from log_server.errors import ConfigError
-from verifier.keys import format_public_key, key_id
+from verifier.errors import InputError
+from verifier.keys import format_public_key, key_id, read_ed25519_private_key, write_private_key
 from verifier.note import (
     NoteSigner,
     Signer,
@@ -112,25 +111,12 @@ def load_or_create(data_dir: Path, origin: str | None, default_origin: str) -> L
     key_path, origin_path = data_dir / "log.key", data_dir / "origin"
     if key_path.exists():
         try:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        except (ValueError, TypeError, OSError) as e:
-            raise ConfigError(f"cannot read the log key {key_path}: {e}") from e
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise ConfigError(f"{key_path} is not an Ed25519 key")
+            key = read_ed25519_private_key(key_path, "the log key")
+        except InputError as e:
+            raise ConfigError(str(e)) from e
     else:
         key = ed25519.Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = key_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, key_path)
+        write_private_key(key_path, key)
     if origin_path.exists():
         stored = origin_path.read_text().strip()
         if origin is not None and origin != stored:

@@ -19,7 +19,7 @@ from sigstore_models.bundle.v1 import Bundle as _BundleModel
 
 from verifier.dsse import Envelope, parse_envelope
 from verifier.errors import InputError
-from verifier.jsonutil import loads_strict
+from verifier.jsonutil import loads_object
 
 BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 """The media type AER writes."""
@@ -75,11 +75,9 @@ def parse_bundle(data: bytes) -> Bundle:
     if len(data) > MAX_BUNDLE_SIZE:
         raise InputError(f"bundle is {len(data)} bytes; the limit is {MAX_BUNDLE_SIZE}")
     try:
-        obj = loads_strict(data)
+        obj = loads_object(data)
     except ValueError as e:
-        raise InputError(f"bundle is not valid JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise InputError("bundle is not a JSON object")
+        raise InputError(f"bundle is {e}") from e
     media_type = obj.get("mediaType")
     if media_type not in _V03_MEDIA_TYPES:
         raise InputError(

@@ -40,6 +40,21 @@ def loads_strict(data: bytes | str) -> Any:
         raise ValueError("malformed JSON: nested too deeply") from e
 
 
+def loads_object(data: bytes | str) -> dict[str, Any]:
+    """Parse strict JSON (:func:`loads_strict`) that must be a JSON object.
+
+    Raises:
+        ValueError: ``not valid JSON: ...`` (the reason) or ``not a JSON object``.
+    """
+    try:
+        obj = loads_strict(data)
+    except ValueError as e:
+        raise ValueError(f"not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
 _MAX_SAFE_INT = 2**53
 
 

@@ -7,6 +7,9 @@ accepts ECDSA P-384 / SHA-384 and Ed25519 keys so that keys from other tools wor
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
+from typing import cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,3 +79,55 @@ def verify_signature(key: PublicKey, signature: bytes, message: bytes) -> None:
             key.verify(signature, message, ec.ECDSA(digest))
     except InvalidSignature as e:
         raise SignatureError("invalid signature") from e
+
+
+def _read_private_key(path: Path, what: str, kind: type, kind_name: str) -> object:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as e:
+        raise InputError(f"cannot read {what} {path}: {e}") from e
+    if not isinstance(key, kind):
+        raise InputError(f"{path} is not {kind_name}")
+    return key
+
+
+def read_ed25519_private_key(path: Path, what: str) -> ed25519.Ed25519PrivateKey:
+    """Load the unencrypted PEM Ed25519 private key at ``path`` (``what``: its role).
+
+    Raises:
+        InputError: unreadable, not a PEM private key, or not Ed25519.
+    """
+    key = _read_private_key(path, what, ed25519.Ed25519PrivateKey, "an Ed25519 key")
+    return cast(ed25519.Ed25519PrivateKey, key)
+
+
+def read_ec_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
+    """Load the unencrypted PEM ECDSA private key at ``path`` (``what``: its role).
+
+    Raises:
+        InputError: unreadable, not a PEM private key, or not ECDSA.
+    """
+    key = _read_private_key(path, what, ec.EllipticCurvePrivateKey, "an ECDSA private key")
+    return cast(ec.EllipticCurvePrivateKey, key)
+
+
+def write_private_key(
+    path: Path, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+) -> None:
+    """Write ``key`` as unencrypted PKCS#8 PEM, mode 0600, atomically and durably.
+
+    The key goes to ``path`` with a ``.tmp`` suffix, is flushed to disk, then
+    renamed over ``path``, so ``path`` never holds a partial key.
+    """
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -22,7 +22,7 @@ from in_toto_attestation.v1.statement import Statement as _PbStatement
 
 import predicates
 from verifier.errors import SchemaError
-from verifier.jsonutil import loads_strict
+from verifier.jsonutil import loads_object, loads_strict
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 """The ``_type`` of an in-toto Statement v1."""
@@ -64,11 +64,9 @@ def parse_statement(data: bytes) -> Statement:
         SchemaError: not strict JSON, not a Statement v1, or invalid subjects.
     """
     try:
-        obj = loads_strict(data)
+        obj = loads_object(data)
     except ValueError as e:
         raise SchemaError(f"payload is not an in-toto Statement: {e}") from e
-    if not isinstance(obj, dict):
-        raise SchemaError("payload is not an in-toto Statement: not a JSON object")
     if obj.get("_type") != STATEMENT_TYPE:
         raise SchemaError(f"payload is not an in-toto Statement v1: _type is {obj.get('_type')!r}")
     try:

@@ -15,6 +15,17 @@ from attest.cli.options import notice, print_json, read_file
 from attest.cli.registry import Commands
 from attest.cli.runner import AUDIT_EXIT_HELP
 
+AUDIT_COMMANDS = """Audit a transparency log (checkpoints, full recomputation, inclusion).
+
+Check that the log is append-only and serves what it committed to.
+"""
+
+WITNESS_COMMANDS = """Run a C2SP tlog-witness that cosigns consistent checkpoints.
+
+A witness (https://c2sp.org/tlog-witness) cosigns a log's checkpoint only if it is
+consistent with the last one it cosigned (tlog-cosignature, Ed25519).
+"""
+
 
 def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/aer/audit`` (default ``~/.local/state/aer/audit``)."""
@@ -43,7 +54,12 @@ def _update(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    """Handle ``aer audit checkpoint``."""
+    """Verify the latest checkpoint and its consistency with the last verified one.
+
+    Fetch the log's latest checkpoint, verify its signature and a consistency
+    proof from the last checkpoint recorded in --state (never accepting a
+    smaller tree or another root at the same size), and record it.
+    """
     update, _ = _update(args)
     if args.json:
         print_json(update.to_dict())
@@ -84,7 +100,14 @@ class _Progress:
 
 
 def cmd_audit_full(args: argparse.Namespace) -> int:
-    """Handle ``aer audit full``."""
+    """Recompute the whole tree from the tiles and check every stored envelope.
+
+    Update the checkpoint as 'aer audit checkpoint', then read every entry
+    bundle and level-0 tile, recompute the tree, compare its root with the
+    signed checkpoint and each stored DSSE envelope with its leaf. Reports the
+    first divergence (index, expected, found). Resumable: progress is saved
+    after every 256 entries.
+    """
     from verifier.auditor.audits import LogFetcher, full_audit
 
     update, state_path = _update(args)
@@ -113,7 +136,12 @@ def cmd_audit_full(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_inclusion(args: argparse.Namespace) -> int:
-    """Handle ``aer audit inclusion``."""
+    """Check one bundle's log entry against a fresh checkpoint.
+
+    Verify the bundle's inclusion proof against its checkpoint, then that the
+    log's latest checkpoint is consistent with it and still includes the
+    entry.
+    """
     from verifier.auditor.audits import LogFetcher, audit_inclusion
     from verifier.bundle import parse_bundle
     from verifier.errors import InputError
@@ -134,7 +162,7 @@ def cmd_audit_inclusion(args: argparse.Namespace) -> int:
 
 
 def cmd_witness_vkey(args: argparse.Namespace) -> int:
-    """Handle ``aer witness vkey``."""
+    """Print the witness's cosigner verifier key."""
     from verifier.witnessd.server import WitnessStore
 
     print(WitnessStore(Path(args.data), args.name).vkey())
@@ -142,7 +170,7 @@ def cmd_witness_vkey(args: argparse.Namespace) -> int:
 
 
 def cmd_witness_serve(args: argparse.Namespace) -> int:
-    """Handle ``aer witness serve``."""
+    """Serve POST /add-checkpoint."""
     from verifier.witnessd.server import WitnessStore, create_app, serve
 
     store = WitnessStore(Path(args.data), args.name)
@@ -156,7 +184,16 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """Handle ``aer monitor``."""
+    """Follow a log and alert on new entries matching a watch list.
+
+    Poll the log's checkpoint (accepted only with a consistency proof, never
+    smaller), authenticate every new entry against it, and print one JSON line
+    per alert on stdout (and POST it to --webhook). Rules: --sponsor, --agent,
+    --repository, --decision, --expected-signer (alert on any other signer).
+    The position is kept in --state, so restarts neither miss nor repeat
+    entries. A log that misbehaves (split view, smaller tree, entries that do
+    not authenticate) stops the monitor with exit 7.
+    """
     import json
 
     from verifier.auditor.audits import LogFetcher
@@ -200,7 +237,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    """Handle ``aer audit export``."""
+    """Write an evidence pack: matching records proven to one checkpoint, and a report.
+
+    Update the checkpoint as 'aer audit checkpoint', then write to --out one
+    tar.gz holding every record matching the filters as a Sigstore bundle
+    whose inclusion proof leads to that final checkpoint, the signed
+    checkpoint, the log key, the signer keys, report.md and manifest.json
+    (SHA-256 of every member). 'aer audit verify-pack' checks it offline.
+    """
     from verifier.auditor.audits import RECORD_FILTERS, LogFetcher, export_evidence
 
     filters = {k: getattr(args, k) for k in RECORD_FILTERS if getattr(args, k) is not None}
@@ -236,7 +280,14 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify_pack(args: argparse.Namespace) -> int:
-    """Handle ``aer audit verify-pack``."""
+    """Verify an evidence pack offline.
+
+    Without network access: check every member against the manifest, the
+    final checkpoint's signature (log key from the pack, or pinned with
+    --log-vkey), each record's bundle (signature, statement, schema, log
+    entry) with its inclusion proof to that checkpoint, and the report. Exit 0
+    only if all hold.
+    """
     from verifier.auditor.evidence import verify_pack
     from verifier.witness import parse_cosigner_vkey
 
@@ -278,159 +329,88 @@ def _common(p: argparse.ArgumentParser, state_required: bool = False) -> None:
 
 
 def register(cmds: Commands) -> None:
-    """Add ``aer audit``, ``aer monitor`` and ``aer witness``."""
-    p = cmds.add(
-        "audit",
-        help="audit a transparency log (checkpoints, full recomputation, inclusion)",
-        description="Check that the log is append-only and serves what it committed to.",
-    )
-    asub = p.add_subparsers(dest="audit_cmd", metavar="AUDITCOMMAND", required=True)
-    c = asub.add_parser(
-        "checkpoint",
-        help="verify the latest checkpoint and its consistency with the last verified one",
-        description="Fetch the log's latest checkpoint, verify its signature and a consistency "
-        "proof from the last checkpoint recorded in --state (never accepting a smaller tree or "
-        "another root at the same size), and record it.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(c, state_required=True)
-    c.set_defaults(func=cmd_audit_checkpoint)
+    """Add ``aer audit``, ``aer witness`` and ``aer monitor``."""
+    audit = cmds.group("audit", AUDIT_COMMANDS)
+    _common(audit.add("checkpoint", cmd_audit_checkpoint, epilog=AUDIT_EXIT_HELP), True)
 
-    f = asub.add_parser(
-        "full",
-        help="recompute the whole tree from the tiles and check every stored envelope",
-        description="Update the checkpoint as 'aer audit checkpoint', then read every entry "
-        "bundle and level-0 tile, recompute the tree, compare its root with the signed "
-        "checkpoint and each stored DSSE envelope with its leaf. Reports the first divergence "
-        "(index, expected, found). Resumable: progress is saved after every 256 entries.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(f)
-    f.add_argument("--progress", metavar="FILE", help="progress file (default: beside the state)")
-    f.add_argument("--skip-records", action="store_true", help="do not fetch stored envelopes")
-    f.add_argument("--no-progress", action="store_true", help="no progress bar")
-    f.set_defaults(func=cmd_audit_full)
+    p = audit.add("full", cmd_audit_full, epilog=AUDIT_EXIT_HELP)
+    _common(p)
+    p.add_argument("--progress", metavar="FILE", help="progress file (default: beside the state)")
+    p.add_argument("--skip-records", action="store_true", help="do not fetch stored envelopes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    i = asub.add_parser(
-        "inclusion",
-        help="check one bundle's log entry against a fresh checkpoint",
-        description="Verify the bundle's inclusion proof against its checkpoint, then that the "
-        "log's latest checkpoint is consistent with it and still includes the entry.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    i.add_argument("bundle", metavar="BUNDLE", help="a Sigstore bundle with a log entry")
-    _common(i)
-    i.set_defaults(func=cmd_audit_inclusion)
+    p = audit.add("inclusion", cmd_audit_inclusion, epilog=AUDIT_EXIT_HELP)
+    p.add_argument("bundle", metavar="BUNDLE", help="a Sigstore bundle with a log entry")
+    _common(p)
 
-    e = asub.add_parser(
-        "export",
-        help="write an evidence pack: matching records proven to one checkpoint, and a report",
-        description="Update the checkpoint as 'aer audit checkpoint', then write to --out one "
-        "tar.gz holding every record matching the filters as a Sigstore bundle whose inclusion "
-        "proof leads to that final checkpoint, the signed checkpoint, the log key, the signer "
-        "keys, report.md and manifest.json (SHA-256 of every member). 'aer audit verify-pack' "
-        "checks it offline.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(e)
-    e.add_argument("--out", required=True, metavar="FILE", help="the pack to write (.tar.gz)")
-    e.add_argument("--since", metavar="T", help="integrated at or after T (RFC 3339 or Unix)")
-    e.add_argument("--until", metavar="T", help="integrated before T (exclusive)")
-    e.add_argument("--sponsor", metavar="ID", help="sponsor identity")
-    e.add_argument("--agent", metavar="ID", help="agent name")
-    e.add_argument("--repository", metavar="URI", help="repository URI")
-    e.add_argument(
-        "--key",
-        action="append",
-        metavar="PUB",
-        help="a signer public key (PEM) to include as provided by the exporter (repeatable)",
-    )
-    e.set_defaults(func=cmd_audit_export)
+    p = audit.add("export", cmd_audit_export, epilog=AUDIT_EXIT_HELP)
+    _common(p)
+    o.add_out(p, "FILE", "the pack to write (.tar.gz)")
+    p.add_argument("--since", metavar="T", help="integrated at or after T (RFC 3339 or Unix)")
+    p.add_argument("--until", metavar="T", help="integrated before T (exclusive)")
+    for flag, metavar, text in (
+        ("sponsor", "ID", "sponsor identity"),
+        ("agent", "ID", "agent name"),
+        ("repository", "URI", "repository URI"),
+    ):
+        p.add_argument(f"--{flag}", metavar=metavar, help=text)
+    o.add_keys(p, "a signer public key (PEM) to include as provided by the exporter (repeatable)")
 
-    vp = asub.add_parser(
-        "verify-pack",
-        help="verify an evidence pack offline",
-        description="Without network access: check every member against the manifest, the "
-        "final checkpoint's signature (log key from the pack, or pinned with --log-vkey), each "
-        "record's bundle (signature, statement, schema, log entry) with its inclusion proof to "
-        "that checkpoint, and the report. Exit 0 only if all hold.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    vp.add_argument("pack", metavar="FILE", help="the evidence pack")
-    o.add_log_vkey(vp, "pin the log's C2SP verifier key")
+    p = audit.add("verify-pack", cmd_audit_verify_pack, epilog=AUDIT_EXIT_HELP)
+    p.add_argument("pack", metavar="FILE", help="the evidence pack")
+    o.add_log_vkey(p, "pin the log's C2SP verifier key")
     o.add_witness_options(
-        vp,
+        p,
         "",
         metavar="VKEY",
         help="a trusted witness's cosigner key ('aer witness vkey'); repeatable",
         threshold_default=1,
     )
-    o.add_json(vp)
-    vp.set_defaults(func=cmd_audit_verify_pack)
+    o.add_json(p)
 
-    w = cmds.add(
-        "witness",
-        help="run a C2SP tlog-witness that cosigns consistent checkpoints",
-        description="A witness (https://c2sp.org/tlog-witness) cosigns a log's checkpoint only "
-        "if it is consistent with the last one it cosigned (tlog-cosignature, Ed25519).",
-    )
-    wsub = w.add_subparsers(dest="witness_cmd", metavar="WITNESSCOMMAND", required=True)
-    s = wsub.add_parser("serve", help="serve POST /add-checkpoint")
-    o.add_bind(s, port=None, port_help="TCP port")
-    o.add_data(s, "witness key and state")
-    s.add_argument(
+    witness = cmds.group("witness", WITNESS_COMMANDS)
+    p = witness.add("serve", cmd_witness_serve)
+    o.add_bind(p, port=None, port_help="TCP port")
+    _witness_identity(p)
+    p.add_argument(
         "--log-vkey",
         action="append",
         required=True,
         metavar="VKEY",
         help="a trusted log verifier key (repeatable; 'aer log vkey')",
     )
-    s.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
-    s.set_defaults(func=cmd_witness_serve)
-    v = wsub.add_parser("vkey", help="print the witness's cosigner verifier key")
-    o.add_data(v, "witness key and state")
-    v.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")
-    v.set_defaults(func=cmd_witness_vkey)
+    _witness_identity(witness.add("vkey", cmd_witness_vkey))
 
-    m = cmds.add(
-        "monitor",
-        help="follow a log and alert on new entries matching a watch list",
-        description="Poll the log's checkpoint (accepted only with a consistency proof, never "
-        "smaller), authenticate every new entry against it, and print one JSON line per alert "
-        "on stdout (and POST it to --webhook). Rules: --sponsor, --agent, --repository, "
-        "--decision, --expected-signer (alert on any other signer). The position is kept in "
-        "--state, so restarts neither miss nor repeat entries. A log that misbehaves (split "
-        "view, smaller tree, entries that do not authenticate) stops the monitor with exit 7.",
-        epilog=AUDIT_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    o.add_log(m, "the log's base URL")
-    m.add_argument("--state", metavar="FILE", help="monitor state (default: $XDG_STATE_HOME)")
-    o.add_log_vkey(m, "the log's C2SP verifier key")
-    m.add_argument("--sponsor", action="append", metavar="ID", help="sponsor identity to watch")
-    m.add_argument("--agent", action="append", metavar="NAME", help="agent name to watch")
-    m.add_argument("--repository", action="append", metavar="URI", help="repository to watch")
-    m.add_argument(
+    p = cmds.add("monitor", cmd_monitor, epilog=AUDIT_EXIT_HELP)
+    o.add_log(p, "the log's base URL")
+    p.add_argument("--state", metavar="FILE", help="monitor state (default: $XDG_STATE_HOME)")
+    o.add_log_vkey(p, "the log's C2SP verifier key")
+    for flag, metavar, text in (
+        ("sponsor", "ID", "sponsor identity to watch"),
+        ("agent", "NAME", "agent name to watch"),
+        ("repository", "URI", "repository to watch"),
+    ):
+        p.add_argument(f"--{flag}", action="append", metavar=metavar, help=text)
+    p.add_argument(
         "--decision", action="append", choices=["deny", "warn"], help="policy decision to watch"
     )
-    m.add_argument(
+    p.add_argument(
         "--expected-signer",
         action="append",
         metavar="PUB",
         help="an expected signer key (PEM); entries signed by any other key alert (repeatable)",
     )
-    m.add_argument("--webhook", metavar="URL", help="also POST each alert as JSON to this URL")
-    m.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll interval")
-    m.add_argument("--once", action="store_true", help="poll once and exit")
-    m.add_argument(
+    p.add_argument("--webhook", metavar="URL", help="also POST each alert as JSON to this URL")
+    p.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll interval")
+    p.add_argument("--once", action="store_true", help="poll once and exit")
+    p.add_argument(
         "--from-index",
         type=int,
         metavar="N",
         help="on first run, start at index N (default: the current tree size)",
     )
-    m.set_defaults(func=cmd_monitor)
+
+
+def _witness_identity(p: argparse.ArgumentParser) -> None:
+    o.add_data(p, "witness key and state")
+    p.add_argument("--name", metavar="NAME", help="witness name (fixed at first use)")

@@ -19,33 +19,59 @@ TRUSTED_ROOT_MESSAGE = (
 )
 
 
+GATE_COMMANDS = """Deploy gate: refuse agent changes without verified records.
+
+Check that agent-authored changes are covered by verified records before they ship.
+"""
+
+ADMISSION_COMMANDS = """Kubernetes admission webhook: admit only images with verified provenance.
+
+Run AER's validating admission webhook.
+"""
+
+
 def _gate_trust(
     args: argparse.Namespace,
     sponsor_trust: tuple[Any, Any],
     keys: list[Any],
-    client: Any,
-    log_key: Any,
-    **extra: Any,
+    *,
+    client: Any = None,
+    log_key: Any = None,
 ) -> Any:
-    """The gate's trust in records: keys, ``--policy``, sponsors and the pinned log."""
+    """The gate's trust in records: keys, ``--policy``, sponsors and the pinned log.
+
+    The log client and key default to ``--log`` and ``--log-key`` (pinned).
+    """
+    from verifier.client.logclient import LogClient
     from verifier.gate.commits import GateTrust
     from verifier.policy import load_policy
 
+    client = client or LogClient(args.log)
+    log_key = log_key or o.pinned_log_key(args)
     sponsors, trusted_root = sponsor_trust
     return GateTrust(
         keys,
         client,
         log_key,
         load_policy(args.policy) if args.policy else None,
+        getattr(args, "agent_identity", None) or [],
         sponsors=sponsors,
         trusted_root=trusted_root,
-        **extra,
     )
 
 
 def cmd_gate_commits(args: argparse.Namespace) -> int:
-    """Handle ``aer gate commits``."""
-    from verifier.client.logclient import LogClient
+    """Check every commit in a range.
+
+    Pass only if every agent-authored commit in RANGE is covered by a record
+    that verifies: signed by a trusted --key (or keyless, with its sponsor
+    chain verified under --sponsor-identity/--sponsor-oidc-issuer as by 'aer
+    verify'), included in the log under its pinned key, schema-valid, naming
+    the commit with a digest recomputed from the repository, and allowed by
+    --policy. A commit is agent-authored when it has an Agent-Run trailer, its
+    author or committer matches --agent-identity, or a record in the log
+    claims it. Human-only commits pass. Summary on stderr, --json on stdout.
+    """
     from verifier.gate.commits import CommitGate, exit_code, summary
 
     sponsor_trust = o.sponsor_trust(args)
@@ -54,16 +80,7 @@ def cmd_gate_commits(args: argparse.Namespace) -> int:
             "say whose records the gate trusts: --key PUB (repeatable) and/or "
             "--sponsor-identity/--sponsor-oidc-issuer with --trusted-root (keyless)"
         )
-    keys = o.load_keys(args.key)
-    client = LogClient(args.log)
-    trust = _gate_trust(
-        args,
-        sponsor_trust,
-        keys,
-        client,
-        o.pinned_log_key(args),
-        agent_identities=args.agent_identity or [],
-    )
+    trust = _gate_trust(args, sponsor_trust, o.load_keys(args.key))
     verdicts = CommitGate(Path(args.repo), trust, progress=notice).run(args.range)
     report = summary(verdicts)
     for v in verdicts:
@@ -82,24 +99,21 @@ def cmd_gate_commits(args: argparse.Namespace) -> int:
 
 
 def cmd_gate_image(args: argparse.Namespace) -> int:
-    """Handle ``aer gate image``."""
-    from verifier.client.logclient import LogClient
+    """Check an image: verified provenance, then the agent commits behind it.
+
+    Find the image's SLSA Provenance v1 in the log (subject = the image
+    digest), verify it with --builder-key and its log entry, take the source
+    commit from it and apply the commit gate to BASELINE..COMMIT in --repo
+    (without --repo, the source commit alone is checked against the records
+    claiming it).
+    """
     from verifier.gate.images import check_image
 
     if not args.builder_key:
         raise InputError("pass --builder-key PUB: the key(s) whose provenance the gate trusts")
     keys = o.load_keys(args.key)
     builders = o.load_keys(args.builder_key, "builder key")
-    sponsor_trust = o.sponsor_trust(args)
-    client = LogClient(args.log)
-    trust = _gate_trust(
-        args,
-        sponsor_trust,
-        keys,
-        client,
-        o.pinned_log_key(args),
-        agent_identities=args.agent_identity or [],
-    )
+    trust = _gate_trust(args, o.sponsor_trust(args), keys)
     verdict = check_image(
         args.image,
         trust,
@@ -119,7 +133,20 @@ def _admission_notice(message: str) -> None:
 
 
 def cmd_admission_serve(args: argparse.Namespace) -> int:
-    """Handle ``aer admission serve``."""
+    """Serve POST /validate over HTTPS.
+
+    Serve a Kubernetes validating admission webhook over HTTPS: POST /validate
+    takes an admission.k8s.io/v1 AdmissionReview for a Pod, Deployment,
+    StatefulSet, DaemonSet, ReplicaSet, Job or CronJob and admits it only if
+    every container, init container and ephemeral container image is pinned
+    by digest, has SLSA provenance in the log signed by a --builder-key, and
+    its source commit passes the commit gate's log-side checks (records
+    claiming it verify under --key and pass --policy). Errors and missed
+    deadlines deny (a denial carries status.code 403). Also GET /healthz,
+    /readyz and /metrics. Without --tls-cert/--tls-key a CA and certificate
+    are generated at start; the CA bundle is written to DATA/ca.pem and its
+    path printed.
+    """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from verifier.admission.server import serve
@@ -145,9 +172,8 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     log_key = load_log_key(args.log_key or args.log, notice=_admission_notice)
     if not isinstance(log_key, Ed25519PublicKey):
         raise InputError("the log key must be an Ed25519 key (it signs the log's checkpoints)")
-    trust = _gate_trust(
-        args, sponsor_trust, keys, LogClient(args.log, timeout=args.timeout), log_key
-    )
+    client = LogClient(args.log, timeout=args.timeout)
+    trust = _gate_trust(args, sponsor_trust, keys, client=client, log_key=log_key)
     if not keys and trust.sponsors is None:
         _admission_notice(
             "no --key and no --sponsor-identity: an image whose source commit is claimed by "
@@ -195,122 +221,72 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_record_trust(p: argparse.ArgumentParser, policy_help: str, agents_help: str) -> None:
-    """The log, record keys, policy and agent options every gate takes."""
-    o.add_log(p)
-    o.add_log_key(p)
+def _add_record_trust(
+    p: argparse.ArgumentParser, policy_help: str, agents_help: str | None = None
+) -> None:
+    """The records' keys, policy, agents and sponsors a gate trusts (and the gates' ``--json``)."""
     o.add_keys(p)
     o.add_policy(p, policy_help)
-    o.add_agent_identity(p, agents_help)
+    if agents_help:  # the gates, not the webhook
+        o.add_agent_identity(p, agents_help)
+        o.add_json(p, "print the report as JSON on stdout")
+    o.add_sponsor_options(p)
 
 
 def register(cmds: Commands) -> None:
     """Add ``aer gate`` (commits, image) and ``aer admission serve``."""
-    p = cmds.add(
-        "gate",
-        help="deploy gate: refuse agent changes without verified records",
-        description="Check that agent-authored changes are covered by verified "
-        "records before they ship.",
-    )
-    gsub = p.add_subparsers(dest="gate_cmd", metavar="GATECOMMAND", required=True)
-    c = gsub.add_parser(
-        "commits",
-        help="check every commit in a range",
-        description=(
-            "Pass only if every agent-authored commit in RANGE is covered by a record that "
-            "verifies: signed by a trusted --key (or keyless, with its sponsor chain verified "
-            "under --sponsor-identity/--sponsor-oidc-issuer as by 'aer verify'), included in "
-            "the log under its pinned key, "
-            "schema-valid, naming the commit with a digest recomputed from the repository, "
-            "and allowed by --policy. A commit is agent-authored when it has an Agent-Run "
-            "trailer, its author or committer matches --agent-identity, or a record in the "
-            "log claims it. Human-only commits pass. Summary on stderr, --json on stdout."
-        ),
-        epilog=GATE_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    o.add_repo(c, "the git repository (default .)")
-    c.add_argument("--range", required=True, metavar="A..B", help="commits to check (git range)")
+    gate = cmds.group("gate", GATE_COMMANDS)
+    p = gate.add("commits", cmd_gate_commits, epilog=GATE_EXIT_HELP)
+    o.add_repo(p, "the git repository (default .)")
+    p.add_argument("--range", required=True, metavar="A..B", help="commits to check (git range)")
+    o.add_log(p)
+    o.add_log_key(p)
     _add_record_trust(
-        c,
+        p,
         "CEL policy every covering record must pass",
         "author/committer e-mail pattern of agents, e.g. '*-bot@example.com'",
     )
-    o.add_json(c, "print the report as JSON on stdout")
-    o.add_sponsor_options(c)
-    c.set_defaults(func=cmd_gate_commits)
 
-    i = gsub.add_parser(
-        "image",
-        help="check an image: verified provenance, then the agent commits behind it",
-        description=(
-            "Find the image's SLSA Provenance v1 in the log (subject = the image digest), "
-            "verify it with --builder-key and its log entry, take the source commit from it "
-            "and apply the commit gate to BASELINE..COMMIT in --repo (without --repo, the "
-            "source commit alone is checked against the records claiming it)."
-        ),
-        epilog=GATE_EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = gate.add("image", cmd_gate_image, epilog=GATE_EXIT_HELP)
+    p.add_argument("image", metavar="REF@sha256:HEX", help="the image, pinned by digest")
+    o.add_log(p)
+    o.add_log_key(p)
+    p.add_argument("--builder-key", action="append", metavar="PUB", help="trusted builder key")
+    o.add_repo(p, "source repository checkout", default=None)
+    p.add_argument("--baseline", metavar="REV", help="last trusted release (tag or commit)")
+    _add_record_trust(
+        p, "CEL policy for the covering records", "author/committer e-mail pattern of agents"
     )
-    i.add_argument("image", metavar="REF@sha256:HEX", help="the image, pinned by digest")
-    o.add_log(i)
-    o.add_log_key(i)
-    i.add_argument("--builder-key", action="append", metavar="PUB", help="trusted builder key")
-    o.add_keys(i)
-    o.add_repo(i, "source repository checkout", default=None)
-    i.add_argument("--baseline", metavar="REV", help="last trusted release (tag or commit)")
-    o.add_policy(i, "CEL policy for the covering records")
-    o.add_agent_identity(i, "author/committer e-mail pattern of agents")
-    o.add_json(i, "print the report as JSON on stdout")
-    o.add_sponsor_options(i)
-    i.set_defaults(func=cmd_gate_image)
 
-    p = cmds.add(
-        "admission",
-        help="Kubernetes admission webhook: admit only images with verified provenance",
-        description="Run AER's validating admission webhook.",
-    )
-    asub = p.add_subparsers(dest="admission_cmd", metavar="ADMISSIONCOMMAND", required=True)
-    s = asub.add_parser(
-        "serve",
-        help="serve POST /validate over HTTPS",
-        description=(
-            "Serve a Kubernetes validating admission webhook over HTTPS: POST /validate takes "
-            "an admission.k8s.io/v1 AdmissionReview for a Pod, Deployment, StatefulSet, "
-            "DaemonSet, ReplicaSet, Job or CronJob and admits it only if every container, init "
-            "container and ephemeral container image is pinned by digest, has SLSA provenance "
-            "in the log signed by a --builder-key, and its source commit passes the commit "
-            "gate's log-side checks (records claiming it verify under --key and pass "
-            "--policy). Errors and missed deadlines deny (a denial carries status.code 403). "
-            "Also GET /healthz, /readyz and /metrics. Without --tls-cert/--tls-key a CA and "
-            "certificate are generated at start; the CA bundle is written to DATA/ca.pem "
-            "and its path printed."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    o.add_bind(s, port=8443, port_help="port (default 8443)")
-    o.add_log(s)
-    o.add_log_key(s)
-    s.add_argument(
+    admission = cmds.group("admission", ADMISSION_COMMANDS)
+    p = admission.add("serve", cmd_admission_serve, raw=True)
+    o.add_bind(p, port=8443, port_help="port (default 8443)")
+    o.add_log(p)
+    o.add_log_key(p)
+    p.add_argument(
         "--builder-key", action="append", metavar="PUB", help="trusted builder key (repeatable)"
     )
-    o.add_keys(s)
-    o.add_policy(s, "CEL policy the covering records must pass")
-    o.add_sponsor_options(s)
-    s.add_argument(
+    _add_record_trust(p, "CEL policy the covering records must pass")
+    p.add_argument(
         "--mode",
         choices=["enforce", "warn"],
         default="enforce",
         help="enforce denies; warn admits and returns the reasons as warnings (default enforce)",
     )
-    s.add_argument(
+    p.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="judge only these namespaces (repeatable); others are admitted with a warning",
+    )
+    p.add_argument(
         "--cache-ttl",
         type=float,
         default=300.0,
         metavar="SECONDS",
         help="reuse a verdict this long, while the log's checkpoint is unchanged (default 300)",
     )
-    s.add_argument(
+    p.add_argument(
         "--timeout",
         type=float,
         default=8.0,
@@ -318,15 +294,12 @@ def register(cmds: Commands) -> None:
         help="answer within this time or deny; keep it below the webhook's timeoutSeconds "
         "(default 8, under the API server's 10)",
     )
-    s.add_argument(
-        "--namespace",
-        action="append",
-        metavar="NS",
-        help="judge only these namespaces (repeatable); others are admitted with a warning",
+    tls = p.add_argument_group("TLS (default: a CA and a certificate generated at start)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="serving certificate (chain) PEM")
+    tls.add_argument("--tls-key", metavar="PEM", help="serving private key PEM")
+    o.add_data(
+        tls, "where generated TLS files go (default ./aer-admission)", default="aer-admission"
     )
-    s.add_argument("--tls-cert", metavar="PEM", help="serving certificate (chain) PEM")
-    s.add_argument("--tls-key", metavar="PEM", help="serving private key PEM")
-    o.add_data(s, "where generated TLS files go (default ./aer-admission)", default="aer-admission")
-    s.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
-    s.add_argument("--access-log", action="store_true", help="log every request to stderr")
-    s.set_defaults(func=cmd_admission_serve, parser=s)
+    p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    o.add_access_log(p)
+    p.set_defaults(parser=p)

@@ -12,32 +12,37 @@ from attest.cli.runner import EXIT_CODES_HELP
 from attest.cli.verify import fetch_consistency_proof
 from verifier.errors import InputError, LogProofError
 
+LOG_COMMANDS = """Run and check transparency logs.
+
+Serve a transparency log, print its key, check checkpoints.
+"""
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Handle ``aer log serve``."""
+    """Run the transparency log server.
+
+    Serve AER's transparency log: the Rekor v1 REST API, C2SP checkpoints and
+    tiles, and the records API. DIR holds the SQLite database, the Ed25519 log
+    key and the origin, all created at first start and kept: the same DIR
+    after a restart is the same log.
+    """
     from log_server.errors import ConfigError
     from log_server.server import serve
 
+    names = ("host", "port", "origin", "workers", "threads", "synchronous", "max_batch")
+    options = {name: getattr(args, name) for name in names}
     try:
-        serve(
-            Path(args.data),
-            host=args.host,
-            port=args.port,
-            origin=args.origin,
-            workers=args.workers,
-            threads=args.threads,
-            synchronous=args.synchronous,
-            max_batch=args.max_batch,
-            access_log=args.access_log,
-            witnesses=args.witness or [],
-        )
+        serve(Path(args.data), access_log=args.access_log, witnesses=args.witness or [], **options)
     except ConfigError as e:
         raise InputError(str(e)) from e
     return 0
 
 
 def cmd_vkey(args: argparse.Namespace) -> int:
-    """Handle ``aer log vkey``."""
+    """Print the log's C2SP signed-note verifier key.
+
+    Print the log's verifier key (name+hash+base64).
+    """
     from log_server.errors import ConfigError
     from log_server.logkey import load_or_create
 
@@ -53,7 +58,11 @@ def cmd_vkey(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    """Handle ``aer log consistency OLD NEW``."""
+    """Check that one checkpoint extends another.
+
+    Verify both checkpoints' signatures, then a consistency proof (fetched
+    from --log) showing that NEW's tree extends OLD's.
+    """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from verifier.checkpoint import open_checkpoint, parse_checkpoint
@@ -116,25 +125,10 @@ def cmd_consistency(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     """Add ``aer log`` with ``serve``, ``vkey`` and ``consistency``."""
-    p = cmds.add(
-        "log",
-        help="run and check transparency logs",
-        description="Serve a transparency log, print its key, check checkpoints.",
-    )
-    log_sub = p.add_subparsers(dest="log_cmd", metavar="LOGCOMMAND", required=True)
-    p = log_sub.add_parser(
-        "serve",
-        help="run the transparency log server",
-        description=(
-            "Serve AER's transparency log: the Rekor v1 REST API, C2SP checkpoints and "
-            "tiles, and the records API. DIR holds the SQLite database, the Ed25519 log "
-            "key and the origin, all created at first start and kept: the same DIR after "
-            "a restart is the same log."
-        ),
-    )
+    log = cmds.group("log", LOG_COMMANDS)
+    p = log.add("serve", cmd_serve)
     o.add_data(p, "data directory (default ./aer-data)", default="aer-data")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    o.add_bind(p, port=3000, port_help="port (default 3000)", host_first=True)
     p.add_argument(
         "--origin", help="checkpoint origin / key name (default host:port; fixed at first start)"
     )
@@ -153,7 +147,7 @@ def register(cmds: Commands) -> None:
         "survives a process crash but not a power loss",
     )
     p.add_argument("--max-batch", type=int, default=1024, help="entries per committed batch")
-    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    o.add_access_log(p)
     p.add_argument(
         "--witness",
         action="append",
@@ -161,24 +155,10 @@ def register(cmds: Commands) -> None:
         help="a C2SP tlog-witness to get each new checkpoint cosigned by (repeatable): its "
         "URL prefix (POST URL/add-checkpoint) and its cosigner key from 'aer witness vkey'",
     )
-    p.set_defaults(func=cmd_serve)
 
-    p = log_sub.add_parser(
-        "vkey",
-        help="print the log's C2SP signed-note verifier key",
-        description="Print the log's verifier key (name+hash+base64).",
-    )
-    o.add_data(p, "data directory", default="aer-data")
-    p.set_defaults(func=cmd_vkey)
+    o.add_data(log.add("vkey", cmd_vkey), "data directory", default="aer-data")
 
-    p = log_sub.add_parser(
-        "consistency",
-        help="check that one checkpoint extends another",
-        description="Verify both checkpoints' signatures, then a consistency proof (fetched "
-        "from --log) showing that NEW's tree extends OLD's.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = log.add("consistency", cmd_consistency, epilog=EXIT_CODES_HELP)
     p.add_argument("old", metavar="OLD", help="older checkpoint (signed note file)")
     p.add_argument("new", metavar="NEW", help="newer checkpoint (signed note file)")
     o.add_log(p, "log to fetch the consistency proof from", required=False)
@@ -186,4 +166,3 @@ def register(cmds: Commands) -> None:
     o.add_log_vkey(p, "log C2SP verifier key (name+hash+base64)")
     o.add_witness_options(p, "NEW is trusted only with K valid cosignatures")
     o.add_json(p)
-    p.set_defaults(func=cmd_consistency)

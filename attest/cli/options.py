@@ -105,9 +105,19 @@ def add_keys(p: Parser, help: str = "trusted record key (repeatable)") -> None:
     p.add_argument("--key", action="append", metavar="PUB", help=help)
 
 
-def add_policy(p: Parser, help: str) -> None:
+def add_policy(p: Parser, help: str, *, required: bool = False) -> None:
     """``--policy FILE``: a CEL policy (YAML)."""
-    p.add_argument("--policy", metavar="FILE", help=help)
+    p.add_argument("--policy", required=required, metavar="FILE", help=help)
+
+
+def add_constraint(p: Parser, help: str) -> None:
+    """``--constraint TEXT`` (repeatable): a constraint the task gives the agent."""
+    p.add_argument("--constraint", action="append", metavar="TEXT", help=help)
+
+
+def add_store(p: Parser, help: str) -> None:
+    """``--store DIR_OR_URL``: the content-addressed store of replay material."""
+    p.add_argument("--store", metavar="DIR_OR_URL", help=f"{help} (default: .git/aer/store)")
 
 
 def add_agent_identity(p: Parser, help: str) -> None:
@@ -125,13 +135,25 @@ def add_data(p: Parser, help: str, *, default: str | None = None) -> None:
     p.add_argument("--data", default=default, required=default is None, metavar="DIR", help=help)
 
 
-def add_bind(p: Parser, *, port: int | None, port_help: str) -> None:
+def add_bind(p: Parser, *, port: int | None, port_help: str, host_first: bool = False) -> None:
     """``--host`` and ``--port`` of a server (loopback by default)."""
+
+    def host() -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+
+    if host_first:
+        host()
     if port is None:
         p.add_argument("--port", type=int, required=True, metavar="N", help=port_help)
     else:
         p.add_argument("--port", type=int, default=port, help=port_help)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    if not host_first:
+        host()
+
+
+def add_access_log(p: Parser) -> None:
+    """``--access-log``: a server logs every request."""
+    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
 
 
 def add_keyless_signing(p: Parser) -> None:
@@ -171,7 +193,7 @@ def add_witness_options(
 
 _ID_OPTIONS = ("identity", "identity_regexp", "oidc_issuer", "oidc_issuer_regexp")
 _WHO = {
-    "certificate": "who must have signed the record",
+    "certificate": "who must have signed it",
     "sponsor": "who may sponsor runs (sign records directly, or sign task grants)",
 }
 _TRUSTED_ROOT_HELP = (
@@ -181,12 +203,19 @@ _TRUSTED_ROOT_HELP = (
 
 
 def add_identity_group(
-    p: argparse.ArgumentParser, whos: tuple[str, ...], title: str
+    p: argparse.ArgumentParser,
+    whos: tuple[str, ...],
+    title: str,
+    *,
+    trusted_root_help: str | None = _TRUSTED_ROOT_HELP,
 ) -> argparse._ArgumentGroup:
-    """Cosign-style identity options for each of ``whos``, and ``--trusted-root``."""
+    """Cosign-style identity options for each of ``whos``, and ``--trusted-root``.
+
+    ``trusted_root_help=None`` leaves ``--trusted-root`` to the caller.
+    """
     g = p.add_argument_group(
         title,
-        "Identities are matched like cosign: exact values, or regular expressions "
+        "Identities are matched like cosign: exact values, or regular expressions\n"
         "searched in the value (anchor them with ^...$).",
     )
     for who in whos:
@@ -197,7 +226,8 @@ def add_identity_group(
         g.add_argument(
             f"--{who}-oidc-issuer-regexp", metavar="RE", help=f"{text}: an issuer pattern"
         )
-    g.add_argument("--trusted-root", metavar="FILE", help=_TRUSTED_ROOT_HELP)
+    if trusted_root_help:
+        g.add_argument("--trusted-root", metavar="FILE", help=trusted_root_help)
     return g
 
 

@@ -30,8 +30,50 @@ if TYPE_CHECKING:
 # -- aer record ----------------------------------------------------------------
 
 
+def _task(args: argparse.Namespace, title: str, text: str | None = None) -> dict[str, Any]:
+    """The predicate's task from ``--task-*`` and ``--constraint`` (record and grant)."""
+    task: dict[str, Any] = {"title": title}
+    for key, value in (("id", args.task_id), ("source", args.task_uri)):
+        if value:
+            task[key] = value
+    if text is not None:
+        task["text"] = text
+    if args.constraint:
+        task["constraints"] = args.constraint
+    return task
+
+
+ATTEST_COMMANDS = """Produce other attestations (build provenance).
+
+Produce attestations that AER's gates consume.
+"""
+
+POLICY_COMMANDS = """Evaluate CEL policies during an agent run.
+
+Evaluate policies on the agent's side, before tools run and before the merge request,
+and record the decisions.
+"""
+
+GRANT_COMMANDS = """Delegate a task to agent workload identities (task grants).
+
+Task grants let a sponsor delegate one task to agents that run unattended under a
+workload identity (a CI job). The sponsor signs the grant with their own identity ('aer
+sign --keyless'), which logs it; the agent's run references it ('aer record --grant
+BUNDLE'); 'aer verify' checks the chain.
+"""
+
+
 def cmd_record(args: argparse.Namespace) -> int:
-    """Handle ``aer record``."""
+    """Run an agent command in a git repository and record the run.
+
+    Run COMMAND in the current git repository and write an unsigned in-toto
+    Statement with AER's agent-execution predicate: base commit, the commits
+    and diff the run produced, timing, exit status, CI environment, and the
+    tool calls, context and policy evaluations the agent appended to the
+    events file named by $AER_EVENTS_FILE (see docs/events.md). Task text,
+    tool arguments and results are recorded as digests only unless
+    --include-content is given. Exits with COMMAND's exit status.
+    """
     from attest.record import record_command
     from attest.recorder import resolve_sponsor
     from verifier.bundle import parse_bundle
@@ -50,15 +92,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         or (task_text.strip().splitlines()[0][:200] if task_text and task_text.strip() else None)
         or "agent run: " + " ".join(command)[:180]
     )
-    task: dict[str, Any] = {"title": title}
-    if args.task_id:
-        task["id"] = args.task_id
-    if args.task_uri:
-        task["source"] = args.task_uri
-    if task_text is not None:
-        task["text"] = task_text
-    if args.constraint:
-        task["constraints"] = args.constraint
+    task = _task(args, title, task_text)
     agent: dict[str, Any] = {}
     if args.agent_name:
         agent["name"] = args.agent_name
@@ -159,7 +193,18 @@ def _sign_with_key(
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    """Handle ``aer sign``."""
+    """Sign a Statement into a Sigstore bundle v0.3 (with a key, or keyless).
+
+    Sign STATEMENT (exact bytes) as a DSSE envelope in a Sigstore bundle v0.3.
+    With --key: public-key verification material (air-gapped use; --log adds
+    the log entry). With --keyless: sigstore-python obtains a short-lived
+    Fulcio certificate for your OIDC identity and logs the entry in the
+    transparency log the trust config names (AER's log when the config comes
+    from 'aer trust-root'); the identity token comes from --identity-token,
+    $AER_IDENTITY_TOKEN, the CI's ambient credential or the browser, and is
+    never printed or stored. Refuses statements that are not valid in-toto
+    Statements or whose AER predicate violates its schema.
+    """
     statement = read_file(args.statement, "statement")
     if args.keyless:
         return _sign_keyless(args, statement)
@@ -205,7 +250,14 @@ def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Handle ``aer submit``."""
+    """Log a signed bundle and add the log entry to it.
+
+    Send BUNDLE_IN's envelope to the log (Rekor v1 dsse entry), verify the
+    entry the log returns (inclusion proof, checkpoint, signed entry
+    timestamp) and write BUNDLE_OUT: a complete Sigstore bundle v0.3.
+    Submitting twice is harmless: the existing entry is used. Prints the
+    entry UUID and log index.
+    """
     from attest.submit import submit_bundle
     from verifier.bundle import format_bundle, parse_bundle
     from verifier.client.logclient import LogClient
@@ -220,7 +272,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_attest_provenance(args: argparse.Namespace) -> int:
-    """Handle ``aer attest provenance``."""
+    """Sign SLSA Provenance v1 for an image built from a commit.
+
+    Write (and with --log, log) an SLSA Provenance v1 attestation whose
+    subject is the image digest and whose resolved dependency is the source
+    commit, so that 'aer gate image' and the admission webhook can trace the
+    image to its commits.
+    """
     from attest import gitrepo
     from attest.provenance import provenance_statement
     from verifier.gate.images import parse_image_ref
@@ -248,7 +306,13 @@ def cmd_attest_provenance(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    """Handle ``aer policy check``."""
+    """Evaluate a policy over a statement and record the evaluation.
+
+    Evaluate FILE's CEL rules over the run recorded so far in STATEMENT
+    (variables: record, run, phase, now), append the evaluation (policy id,
+    version and digest, input digest, decision, reasons, time, phase) to
+    predicate.policyEvaluations, and exit 8 on deny.
+    """
     from verifier.jsonutil import loads_strict
     from verifier.policy import evaluate, load_policy, record_inputs
 
@@ -284,7 +348,13 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_hook(args: argparse.Namespace) -> int:
-    """Handle ``aer policy hook`` (a PreToolUse hook)."""
+    """Pre-tool-use hook: allow or deny a tool call (JSON on stdin).
+
+    Read a PreToolUse hook event ({tool_name, tool_input, ...}) on stdin,
+    evaluate FILE (variables: tool {name, input}, phase, session, now), print
+    {hookSpecificOutput: {permissionDecision, permissionDecisionReason}} and
+    append the decision to the events file ($AER_EVENTS_FILE or --events).
+    """
     from attest.recorder import digest_of
     from verifier.jsonutil import loads_strict
     from verifier.policy import evaluate, load_policy
@@ -343,7 +413,14 @@ def cmd_policy_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_grant_create(args: argparse.Namespace) -> int:
-    """Handle ``aer grant create``."""
+    """Write a task-grant Statement to sign.
+
+    Write a task-grant Statement (predicate https://aer.dev/task-grant/v0.1):
+    the sponsor, the task, the agent identities allowed to act (OIDC issuer
+    plus exact identity or a regular expression matching the whole identity),
+    repositories and branches in scope (exact or glob), the validity window
+    and a budget. Sign it with 'aer sign --keyless' as the sponsor.
+    """
     from attest.grant import build_grant, parse_duration
     from attest.recorder import parse_identity
     from verifier.rfc3339 import parse_rfc3339
@@ -355,13 +432,7 @@ def cmd_grant_create(args: argparse.Namespace) -> int:
     ] + [
         {"issuer": args.agent_issuer, "subjectPattern": p} for p in args.agent_identity_regexp or []
     ]
-    task: dict[str, Any] = {"title": args.task_title}
-    if args.task_id:
-        task["id"] = args.task_id
-    if args.task_uri:
-        task["source"] = args.task_uri
-    if args.constraint:
-        task["constraints"] = args.constraint
+    task = _task(args, args.task_title)
     budget: dict[str, Any] = {}
     if args.budget_tokens is not None:
         budget["totalTokens"] = args.budget_tokens
@@ -399,7 +470,13 @@ def cmd_grant_create(args: argparse.Namespace) -> int:
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    """Handle ``aer hook``: one tool-use hook object on stdin -> an event."""
+    """Record a coding agent's pre/post tool-use hook call (JSON on stdin).
+
+    Read one pre_tool_use/post_tool_use hook object (or PreToolUse/PostToolUse)
+    on standard input and append the tool call to $AER_EVENTS_FILE. Does
+    nothing outside 'aer record'. See docs/events.md for the format and an
+    example hook.
+    """
     from attest.hooks import HookError, handle_hook
 
     target = args.events or os.environ.get("AER_EVENTS_FILE")
@@ -418,7 +495,13 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_import_otel(args: argparse.Namespace) -> int:
-    """Handle ``aer import-otel``: OTLP/JSON GenAI spans -> events (JSON lines)."""
+    """Turn an OpenTelemetry GenAI trace (OTLP/JSON) into AER events.
+
+    Read TRACE, an OTLP/JSON trace export with gen_ai.* span attributes, and
+    append the tool calls, models and token usage it describes to the events
+    file (--events, default $AER_EVENTS_FILE as set by 'aer record'; '-' or
+    none: standard output). See docs/events.md.
+    """
     from attest.otel import format_events, otlp_events, parse_otlp
 
     events = otlp_events(parse_otlp(read_file(args.trace, "trace")))
@@ -441,120 +524,66 @@ def cmd_import_otel(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     """Add the record-and-sign commands."""
-    _register_record(cmds)
-    _register_sign(cmds)
-    _register_policy(cmds)
-    _register_grant(cmds)
-    _register_events(cmds)
+    from attest.recorder import PHASES
 
-
-def _register_record(cmds: Commands) -> None:
-    p = cmds.add(
-        "record",
-        help="run an agent command in a git repository and record the run",
-        description=(
-            "Run COMMAND in the current git repository and write an unsigned in-toto "
-            "Statement with AER's agent-execution predicate: base commit, the commits "
-            "and diff the run produced, timing, exit status, CI environment, and the "
-            "tool calls, context and policy evaluations the agent appended to the "
-            "events file named by $AER_EVENTS_FILE (see docs/events.md). Task text, "
-            "tool arguments and results are recorded as digests only unless "
-            "--include-content is given. Exits with COMMAND's exit status."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cmds.add("record", cmd_record, raw=True)
     o.add_out(p, "STATEMENT", "where to write the Statement")
-    p.add_argument(
+    o.add_repo(p, "the repository (default: .)")
+    sponsor = p.add_argument_group("sponsor (the accountable human)")
+    sponsor.add_argument(
         "--sponsor",
         metavar="ID",
-        help="accountable human (e-mail or OIDC subject); "
-        "default $AER_SPONSOR, then git user.email",
+        help="accountable human (e-mail or OIDC subject); default $AER_SPONSOR, then git "
+        "user.email",
     )
-    p.add_argument("--sponsor-issuer", metavar="URL", help="OIDC issuer vouching for the sponsor")
-    p.add_argument(
+    sponsor.add_argument("--sponsor-issuer", metavar="URL", help="OIDC issuer vouching for them")
+    sponsor.add_argument(
         "--grant",
         metavar="BUNDLE",
         help="a delegated run: the sponsor's signed, logged task grant (from 'aer grant "
         "create' + 'aer sign --keyless'); the record names its sponsor and references it",
     )
-    p.add_argument("--task-title", metavar="TEXT", help="short title of the task")
-    p.add_argument("--task-uri", metavar="URI", help="where the task comes from (issue, ticket)")
-    p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
-    p.add_argument("--task-text", metavar="TEXT", help="the task given to the agent (by digest)")
-    p.add_argument("--task-file", metavar="FILE", help="read the task text from FILE")
-    p.add_argument(
-        "--constraint",
-        action="append",
-        metavar="TEXT",
-        help="a constraint given to the agent (repeatable)",
-    )
-    p.add_argument("--agent-name", metavar="NAME", help="agent name (default: COMMAND's name)")
-    p.add_argument("--agent-version", metavar="VERSION", help="agent version")
-    p.add_argument(
-        "--model",
-        action="append",
-        metavar="PROVIDER/ID",
-        help="a model the agent uses (repeatable)",
-    )
-    o.add_events(p, "events file (default: inside .git/aer/runs/)")
-    p.add_argument(
+    task = p.add_argument_group("task (recorded as digests unless --include-content)")
+    for flag, metavar, text in (
+        ("title", "TEXT", "short title of the task"),
+        ("uri", "URI", "where the task comes from (issue, ticket)"),
+        ("id", "ID", "the task's id in its tracker"),
+        ("text", "TEXT", "the task given to the agent (by digest)"),
+        ("file", "FILE", "read the task text from FILE"),
+    ):
+        task.add_argument(f"--task-{flag}", metavar=metavar, help=text)
+    o.add_constraint(task, "a constraint given to the agent (repeatable)")
+    task.add_argument(
         "--include-content",
         action="store_true",
         help="keep the task text in clear in the record (default: digest only)",
     )
-    o.add_repo(p, "the repository (default: .)")
+    agent = p.add_argument_group("agent")
+    agent.add_argument("--agent-name", metavar="NAME", help="agent name (default: COMMAND's name)")
+    agent.add_argument("--agent-version", metavar="VERSION", help="agent version")
+    agent.add_argument(
+        "--model", action="append", metavar="PROVIDER/ID", help="a model it uses (repeatable)"
+    )
+    o.add_events(agent, "events file (default: inside .git/aer/runs/)")
     p.add_argument(
         "--no-trailer",
         action="store_true",
         help="do not add the 'Agent-Run: <run id>' trailer to the run's commits",
     )
-    p.add_argument(
-        "--store",
-        metavar="DIR_OR_URL",
-        help="content-addressed store for replay material: a directory or a log URL "
-        "(default: .git/aer/store)",
-    )
+    o.add_store(p, "content-addressed store for replay material: a directory or a log URL")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
-    p.set_defaults(func=cmd_record)
 
-
-def _register_sign(cmds: Commands) -> None:
-    p = cmds.add(
-        "sign",
-        help="sign a Statement into a Sigstore bundle v0.3 (with a key, or keyless)",
-        description="Sign STATEMENT (exact bytes) as a DSSE envelope in a Sigstore bundle "
-        "v0.3. With --key: public-key verification material (air-gapped use; --log adds "
-        "the log entry). With --keyless: sigstore-python obtains a short-lived Fulcio "
-        "certificate for your OIDC identity and logs the entry in the transparency log "
-        "the trust config names (AER's log when the config comes from 'aer trust-root'); "
-        "the identity token comes from --identity-token, $AER_IDENTITY_TOKEN, the CI's "
-        "ambient credential or the browser, and is never printed or stored. Refuses "
-        "statements that are not valid in-toto Statements or whose AER predicate "
-        "violates its schema.",
-        epilog=EXIT_CODES_HELP,
-    )
+    p = cmds.add("sign", cmd_sign, epilog=EXIT_CODES_HELP)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--key", metavar="KEY", help="private key (PEM) from aer keygen")
     how.add_argument(
         "--keyless", action="store_true", help="sign with your OIDC identity (Sigstore)"
     )
     o.add_keyless_signing(p)
-    o.add_out(p, "BUNDLE", "where to write the bundle")
-    o.add_log(p, "with --key: also submit to this log", required=False)
-    o.add_log_key(p, o.LOG_KEY_CHECK)
-    o.add_json(p)
+    _add_logged_output(p, "with --key: also submit to this log", o.LOG_KEY_CHECK)
     p.add_argument("statement", metavar="STATEMENT", help="the Statement JSON file")
-    p.set_defaults(func=cmd_sign)
 
-    p = cmds.add(
-        "submit",
-        help="log a signed bundle and add the log entry to it",
-        description="Send BUNDLE_IN's envelope to the log (Rekor v1 dsse entry), verify the "
-        "entry the log returns (inclusion proof, checkpoint, signed entry timestamp) and "
-        "write BUNDLE_OUT: a complete Sigstore bundle v0.3. Submitting twice is harmless: "
-        "the existing entry is used. Prints the entry UUID and log index.",
-        epilog=EXIT_CODES_HELP,
-    )
+    p = cmds.add("submit", cmd_submit, epilog=EXIT_CODES_HELP)
     o.add_log(p, "the log, e.g. http://127.0.0.1:3000")
     o.add_out(p, "BUNDLE_OUT", "where to write the bundle")
     p.add_argument(
@@ -563,101 +592,53 @@ def _register_sign(cmds: Commands) -> None:
     o.add_log_key(p, o.LOG_KEY_CHECK)
     o.add_json(p)
     p.add_argument("bundle", metavar="BUNDLE_IN", help="a signed bundle from aer sign")
-    p.set_defaults(func=cmd_submit)
 
-    p = cmds.add(
-        "attest",
-        help="produce other attestations (build provenance)",
-        description="Produce attestations that AER's gates consume.",
-    )
-    asub = p.add_subparsers(dest="attest_cmd", metavar="ATTESTCOMMAND", required=True)
-    a = asub.add_parser(
-        "provenance",
-        help="sign SLSA Provenance v1 for an image built from a commit",
-        description="Write (and with --log, log) an SLSA Provenance v1 attestation whose subject "
-        "is the image digest and whose resolved dependency is the source commit, so that "
-        "'aer gate image' and the admission webhook can trace the image to its commits.",
-    )
-    a.add_argument(
+    attest = cmds.group("attest", ATTEST_COMMANDS)
+    p = attest.add("provenance", cmd_attest_provenance)
+    p.add_argument(
         "--image",
         action="append",
         required=True,
         metavar="NAME@sha256:HEX",
         help="image built (repeatable)",
     )
-    a.add_argument("--commit", metavar="SHA", help="source commit (default: HEAD of --repo)")
-    o.add_repo(a, "source repository (default .)")
-    a.add_argument("--source-uri", metavar="URI", help="source repository URI (default: origin)")
-    a.add_argument("--builder-id", required=True, metavar="URI", help="the builder's identity URI")
-    a.add_argument("--invocation-id", metavar="ID", help="the CI run id")
-    a.add_argument("--key", required=True, metavar="KEY", help="the builder's private key")
-    o.add_out(a, "BUNDLE", "where to write the bundle")
-    o.add_log(a, "also log it", required=False)
-    o.add_log_key(a)
-    o.add_json(a)
-    a.set_defaults(func=cmd_attest_provenance)
+    p.add_argument("--commit", metavar="SHA", help="source commit (default: HEAD of --repo)")
+    o.add_repo(p, "source repository (default .)")
+    p.add_argument("--source-uri", metavar="URI", help="source repository URI (default: origin)")
+    p.add_argument("--builder-id", required=True, metavar="URI", help="the builder's identity URI")
+    p.add_argument("--invocation-id", metavar="ID", help="the CI run id")
+    p.add_argument("--key", required=True, metavar="KEY", help="the builder's private key")
+    _add_logged_output(p, "also log it", o.LOG_KEY_PINNED)
+
+    policy = cmds.group("policy", POLICY_COMMANDS)
+    p = policy.add("check", cmd_policy_check, epilog=EXIT_CODES_HELP)
+    p.add_argument("--phase", required=True, choices=PHASES, help="when the check runs")
+    p.add_argument("--statement", required=True, metavar="STATEMENT", help="the unsigned statement")
+    o.add_policy(p, "the policy (YAML)", required=True)
+    o.add_out(p, "FILE", "write the statement here (default: in place)", required=False)
+    o.add_json(p, "print the decision as JSON")
+    p = policy.add("hook", cmd_policy_hook)
+    o.add_policy(p, "the policy (YAML)", required=True)
+    o.add_events(p)
+
+    grant = cmds.group("grant", GRANT_COMMANDS)
+    _register_grant_create(grant.add("create", cmd_grant_create, epilog=EXIT_CODES_HELP))
+
+    o.add_events(cmds.add("hook", cmd_hook))
+    p = cmds.add("import-otel", cmd_import_otel)
+    p.add_argument("trace", metavar="TRACE", help="OTLP/JSON file (one document or JSON lines)")
+    o.add_events(p, "events file to append to ('-': stdout)")
 
 
-def _register_policy(cmds: Commands) -> None:
-    from attest.recorder import PHASES
-
-    p = cmds.add(
-        "policy",
-        help="evaluate CEL policies during an agent run",
-        description="Evaluate policies on the agent's side, before tools run "
-        "and before the merge request, and record the decisions.",
-    )
-    psub = p.add_subparsers(dest="policy_cmd", metavar="POLICYCOMMAND", required=True)
-    c = psub.add_parser(
-        "check",
-        help="evaluate a policy over a statement and record the evaluation",
-        description="Evaluate FILE's CEL rules over the run recorded so far in STATEMENT "
-        "(variables: record, run, phase, now), append the evaluation (policy id, version and "
-        "digest, input digest, decision, reasons, time, phase) to predicate.policyEvaluations, "
-        "and exit 8 on deny.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    c.add_argument("--phase", required=True, choices=PHASES, help="when the check runs")
-    c.add_argument("--statement", required=True, metavar="STATEMENT", help="the unsigned statement")
-    c.add_argument("--policy", required=True, metavar="FILE", help="the policy (YAML)")
-    o.add_out(c, "FILE", "write the statement here (default: in place)", required=False)
-    o.add_json(c, "print the decision as JSON")
-    c.set_defaults(func=cmd_policy_check)
-    h = psub.add_parser(
-        "hook",
-        help="pre-tool-use hook: allow or deny a tool call (JSON on stdin)",
-        description="Read a PreToolUse hook event ({tool_name, tool_input, ...}) on stdin, "
-        "evaluate FILE (variables: tool {name, input}, phase, session, now), print "
-        "{hookSpecificOutput: {permissionDecision, permissionDecisionReason}} and append the "
-        "decision to the events file ($AER_EVENTS_FILE or --events).",
-    )
-    h.add_argument("--policy", required=True, metavar="FILE", help="the policy (YAML)")
-    o.add_events(h)
-    h.set_defaults(func=cmd_policy_hook)
+def _add_logged_output(p: argparse.ArgumentParser, log_help: str, log_key_help: str) -> None:
+    """``--out BUNDLE``, ``--log``, ``--log-key`` and ``--json`` of commands that sign."""
+    o.add_out(p, "BUNDLE", "where to write the bundle")
+    o.add_log(p, log_help, required=False)
+    o.add_log_key(p, log_key_help)
+    o.add_json(p)
 
 
-def _register_grant(cmds: Commands) -> None:
-    g = cmds.add(
-        "grant",
-        help="delegate a task to agent workload identities (task grants)",
-        description="Task grants let a sponsor delegate one task to agents that run "
-        "unattended under a workload identity (a CI job). The sponsor signs the grant "
-        "with their own identity ('aer sign --keyless'), which logs it; the agent's run "
-        "references it ('aer record --grant BUNDLE'); 'aer verify' checks the chain.",
-    )
-    gsub = g.add_subparsers(dest="grant_cmd", metavar="SUBCOMMAND", required=True)
-    p = gsub.add_parser(
-        "create",
-        help="write a task-grant Statement to sign",
-        description="Write a task-grant Statement (predicate https://aer.dev/task-grant/v0.1): "
-        "the sponsor, the task, the agent identities allowed to act (OIDC issuer plus exact "
-        "identity or a regular expression matching the whole identity), repositories and "
-        "branches in scope (exact or glob), the validity window and a budget. Sign it "
-        "with 'aer sign --keyless' as the sponsor.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _register_grant_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sponsor", required=True, metavar="ID", help="your e-mail or OIDC subject")
     p.add_argument(
         "--sponsor-issuer", required=True, metavar="URL", help="the OIDC issuer you sign with"
@@ -665,9 +646,7 @@ def _register_grant(cmds: Commands) -> None:
     p.add_argument("--task-title", required=True, metavar="TEXT", help="what the agent is to do")
     p.add_argument("--task-id", metavar="ID", help="the task's id in its tracker")
     p.add_argument("--task-uri", metavar="URI", help="where the task comes from")
-    p.add_argument(
-        "--constraint", action="append", metavar="TEXT", help="a constraint (repeatable)"
-    )
+    o.add_constraint(p, "a constraint (repeatable)")
     p.add_argument(
         "--agent-issuer", required=True, metavar="URL", help="OIDC issuer of the agents' identity"
     )
@@ -692,37 +671,12 @@ def _register_grant(cmds: Commands) -> None:
     p.add_argument(
         "--valid-for", default="8h", metavar="DURATION", help="validity, e.g. 30m, 8h, 2d"
     )
-    p.add_argument("--budget-tokens", type=int, metavar="N", help="most tokens the run may use")
-    p.add_argument("--budget-cost", type=float, metavar="USD", help="most it may cost")
-    p.add_argument("--budget-seconds", type=float, metavar="S", help="longest it may take")
+    budget = p.add_argument_group("budget (what the delegated run may spend)")
+    for flag, kind, metavar, text in (
+        ("tokens", int, "N", "most tokens the run may use"),
+        ("cost", float, "USD", "most it may cost"),
+        ("seconds", float, "S", "longest it may take"),
+    ):
+        budget.add_argument(f"--budget-{flag}", type=kind, metavar=metavar, help=text)
     o.add_out(p, "FILE", "where to write the Statement")
     o.add_json(p, "print the grant as JSON")
-    p.set_defaults(func=cmd_grant_create)
-
-
-def _register_events(cmds: Commands) -> None:
-    p = cmds.add(
-        "hook",
-        help="record a coding agent's pre/post tool-use hook call (JSON on stdin)",
-        description=(
-            "Read one pre_tool_use/post_tool_use hook object (or PreToolUse/PostToolUse) on "
-            "standard input and append the tool call to $AER_EVENTS_FILE. Does nothing outside "
-            "'aer record'. See docs/events.md for the format and an example hook."
-        ),
-    )
-    o.add_events(p)
-    p.set_defaults(func=cmd_hook)
-
-    p = cmds.add(
-        "import-otel",
-        help="turn an OpenTelemetry GenAI trace (OTLP/JSON) into AER events",
-        description=(
-            "Read TRACE, an OTLP/JSON trace export with gen_ai.* span attributes, and append "
-            "the tool calls, models and token usage it describes to the events file (--events, "
-            "default $AER_EVENTS_FILE as set by 'aer record'; '-' or none: standard output). "
-            "See docs/events.md."
-        ),
-    )
-    p.add_argument("trace", metavar="TRACE", help="OTLP/JSON file (one document or JSON lines)")
-    o.add_events(p, "events file to append to ('-': stdout)")
-    p.set_defaults(func=cmd_import_otel)

@@ -53,7 +53,17 @@ def _verified(args: argparse.Namespace, repo: Path | None = None) -> VerifiedRec
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Handle ``aer replay``."""
+    """Re-apply a record's edits from the store and compare with its result.
+
+    Verify BUNDLE (signature; with --log-key, log inclusion), check out its
+    base commit in a temporary worktree, re-apply the recorded operations in
+    order from the content-addressed store (each blob re-hashed), and compare
+    the tree after each step and at the end with the record. Every context,
+    tool-result and material digest is checked against the store. Prints
+    'reproduced' and exits 0 only when everything matches; exits 6 on the
+    first divergent step or on missing or altered material. Never runs the
+    agent or a tool.
+    """
     verified = _verified(args)
     if not args.log_key and not args.json:
         notice("the record's log entry was not checked; pass --log-key PEM_OR_URL to check it")
@@ -71,7 +81,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    """Handle ``aer rollback``."""
+    """Revert the commits of selected agent runs on a new branch.
+
+    Select runs through the log's records API, compute the commits they
+    produced that are still in the target branch's history, and revert them
+    newest first on a new branch (the target is never modified, history never
+    rewritten). Any conflict is reported per commit with its files and nothing
+    is left behind (exit 10). Writes the rollback's own agent execution record
+    (sponsor: you).
+    """
     import json
 
     from attest.record import write_atomic
@@ -152,7 +170,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
-    """Handle ``aer note``: map a logged record's commits to its log entry in git notes."""
+    """Add git notes (refs/notes/aer) mapping a logged record's commits to its entry.
+
+    Verify BUNDLE (signature, commits recomputed in --repo, log entry under
+    --log-key) and append 'Record: <uuid>' to the refs/notes/aer note of each
+    commit it covers, so 'aer show' finds the record from the commit. Push the
+    notes with 'git push origin refs/notes/aer'.
+    """
     from attest.show import NOTES_REF, write_note
 
     repo = gitrepo.repo_root(Path(args.repo))
@@ -170,28 +194,10 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     """Add ``replay``, ``rollback`` and ``note``."""
-    p = cmds.add(
-        "replay",
-        help="re-apply a record's edits from the store and compare with its result",
-        description=(
-            "Verify BUNDLE (signature; with --log-key, log inclusion), check out its base "
-            "commit in a temporary worktree, re-apply the recorded operations in order from "
-            "the content-addressed store (each blob re-hashed), and compare the tree after "
-            "each step and at the end with the record. Every context, tool-result and "
-            "material digest is checked against the store. Prints 'reproduced' and exits 0 "
-            f"only when everything matches; exits {NOT_REPRODUCED} on the first divergent "
-            "step or on missing or altered material. Never runs the agent or a tool."
-        ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cmds.add("replay", cmd_replay, epilog=EXIT_CODES_HELP)
     p.add_argument("bundle", metavar="BUNDLE", help="the signed record (Sigstore bundle)")
     o.add_repo(p, "repository with the base commit", default=None, required=True)
-    p.add_argument(
-        "--store",
-        metavar="DIR_OR_URL",
-        help="content-addressed store: a directory or a log URL (default: .git/aer/store)",
-    )
+    o.add_store(p, "content-addressed store: a directory or a log URL")
     p.add_argument(
         "--step",
         type=int,
@@ -201,21 +207,8 @@ def register(cmds: Commands) -> None:
     p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
     o.add_log_key(p, "trusted log key: checks the bundle's log entry (as aer verify)")
     o.add_json(p, "print the report as JSON on stdout")
-    p.set_defaults(func=cmd_replay)
 
-    p = cmds.add(
-        "rollback",
-        help="revert the commits of selected agent runs on a new branch",
-        description=(
-            "Select runs through the log's records API, compute the commits they produced "
-            "that are still in the target branch's history, and revert them newest first on "
-            "a new branch (the target is never modified, history never rewritten). Any "
-            "conflict is reported per commit with its files and nothing is left behind "
-            "(exit 10). Writes the rollback's own agent execution record (sponsor: you)."
-        ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cmds.add("rollback", cmd_rollback, epilog=EXIT_CODES_HELP)
     sel = p.add_mutually_exclusive_group(required=True)
     sel.add_argument("--record", metavar="UUID", help="one record (log entry uuid)")
     sel.add_argument("--agent", metavar="ID", help="every run of this agent")
@@ -239,24 +232,11 @@ def register(cmds: Commands) -> None:
     )
     o.add_out(p, "STATEMENT", "where to write the rollback record", required=False)
     o.add_json(p)
-    p.set_defaults(func=cmd_rollback)
 
-    p = cmds.add(
-        "note",
-        help="add git notes (refs/notes/aer) mapping a logged record's commits to its entry",
-        description=(
-            "Verify BUNDLE (signature, commits recomputed in --repo, log entry under "
-            "--log-key) and append 'Record: <uuid>' to the refs/notes/aer note of each "
-            "commit it covers, so 'aer show' finds the record from the commit. Push the "
-            "notes with 'git push origin refs/notes/aer'."
-        ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cmds.add("note", cmd_note, epilog=EXIT_CODES_HELP)
     p.add_argument("bundle", metavar="BUNDLE", help="a logged bundle (aer sign --log / submit)")
     o.add_repo(p)
     p.add_argument("--key", required=True, metavar="PUB", help="trusted public key (PEM)")
     o.add_log_key(p, "trusted log key (file or URL)", required=True)
     o.add_log(p, "the log's URL, written in the note", required=False)
     o.add_json(p)
-    p.set_defaults(func=cmd_note)

@@ -37,8 +37,21 @@ from verifier.rfc3339 import parse_rfc3339
 # attest.localsigstore (Flask, the CA code) loads only when a dev-sigstore command runs.
 
 
+DEV_SIGSTORE_COMMANDS = """LOCAL STAND-IN, NOT FOR PRODUCTION: Fulcio, OIDC and CT for tests, demos.
+
+Run a local stand-in for Sigstore's Fulcio CA, an OIDC provider and a CT log, so that
+keyless signing works offline. LOCAL STAND-IN, NOT FOR PRODUCTION: anyone who can run
+these commands or reach the server gets a certificate for any identity; use it only for
+tests and demos.
+"""
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """Handle ``aer keygen``."""
+    """Create an ECDSA P-256 signing key pair.
+
+    Write PREFIX.key (PKCS#8 PEM, mode 0600; encrypted when AER_KEY_PASSWORD
+    is set) and PREFIX.pub (PEM public key).
+    """
     from attest.keys import generate_key_pair
     from attest.keystore import remember_public_key
 
@@ -102,7 +115,17 @@ def _log_key_and_start(
 
 
 def cmd_trust_root(args: argparse.Namespace) -> int:
-    """Handle ``aer trust-root``."""
+    """Write a Sigstore trusted root / client trust config naming AER's log.
+
+    Write a Sigstore TrustedRoot that trusts AER's log as a Rekor (v1 API)
+    next to Fulcio CA chain(s) and CT log key(s) -- from files, or the
+    public-good ones embedded in sigstore-python (offline). With
+    --client-trust-config, write a ClientTrustConfig whose signing config
+    names the Fulcio URL, the OIDC provider and AER's log, for 'sigstore
+    --trust-config' and sigstore-python. The log's key is fetched from
+    URL/api/v1/log/publicKey unless --log-key gives it; its key id is printed
+    so you can compare it with the operator's.
+    """
     local = bool(args.fulcio_ca or args.ctlog_key)
     if args.public_good and local:
         raise UsageError("--public-good and --fulcio-ca/--ctlog-key do not go together")
@@ -169,12 +192,6 @@ def cmd_trust_root(args: argparse.Namespace) -> int:
     return 0
 
 
-_WARNING = (
-    "LOCAL STAND-IN, NOT FOR PRODUCTION: anyone who can run these commands or reach the "
-    "server gets a certificate for any identity; use it only for tests and demos."
-)
-
-
 def _banner() -> None:
     from attest.localsigstore import BANNER
 
@@ -182,7 +199,14 @@ def _banner() -> None:
 
 
 def cmd_dev_init(args: argparse.Namespace) -> int:
-    """Handle ``aer dev-sigstore init``."""
+    """Create (or load) the stand-in's CA, CT and OIDC keys.
+
+    Create the stand-in's root and intermediate CA, CT log key and OIDC key in
+    DIR (private keys mode 0600), or load them if present, and print the
+    files 'aer trust-root' takes. LOCAL STAND-IN, NOT FOR PRODUCTION: anyone
+    who can run these commands or reach the server gets a certificate for any
+    identity; use it only for tests and demos.
+    """
     from attest.localsigstore import CA_CHAIN_FILE, CTLOG_PUBLIC_FILE, LocalSigstore
 
     directory = Path(args.dir)
@@ -196,7 +220,15 @@ def cmd_dev_init(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_serve(args: argparse.Namespace) -> int:
-    """Handle ``aer dev-sigstore serve``: serve until interrupted or terminated."""
+    """Serve Fulcio's REST API and OIDC discovery on loopback.
+
+    Serve POST /api/v2/signingCert, GET /api/v2/trustBundle,
+    /.well-known/openid-configuration and /keys on 127.0.0.1 until
+    interrupted or terminated; prints the URL on standard output. LOCAL
+    STAND-IN, NOT FOR PRODUCTION: anyone who can run these commands or reach
+    the server gets a certificate for any identity; use it only for tests and
+    demos.
+    """
     from attest.localsigstore import LocalSigstore
 
     ls = LocalSigstore.create(Path(args.dir))
@@ -226,7 +258,14 @@ def cmd_dev_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_token(args: argparse.Namespace) -> int:
-    """Handle ``aer dev-sigstore token``: print a test identity token."""
+    """Print a TEST identity token for any identity.
+
+    Print an ES256 OIDC identity token signed by the stand-in's OIDC key, for
+    any subject and issuer you name. It is a TEST CREDENTIAL: the stand-in's
+    Fulcio accepts it, nothing else should. LOCAL STAND-IN, NOT FOR
+    PRODUCTION: anyone who can run these commands or reach the server gets a
+    certificate for any identity; use it only for tests and demos.
+    """
     from attest.localsigstore import LocalSigstore
 
     ls = LocalSigstore.create(Path(args.dir))
@@ -244,30 +283,12 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     """Add ``keygen``, ``trust-root`` and ``dev-sigstore``."""
-    p = cmds.add(
-        "keygen",
-        help="create an ECDSA P-256 signing key pair",
-        description="Write PREFIX.key (PKCS#8 PEM, mode 0600; encrypted when "
-        "AER_KEY_PASSWORD is set) and PREFIX.pub (PEM public key).",
-    )
+    p = cmds.add("keygen", cmd_keygen)
     o.add_out(p, "PREFIX", "path prefix of the key files")
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     o.add_json(p, "print the written paths as JSON")
-    p.set_defaults(func=cmd_keygen)
 
-    p = cmds.add(
-        "trust-root",
-        help="write a Sigstore trusted root / client trust config naming AER's log",
-        description="Write a Sigstore TrustedRoot that trusts AER's log as a Rekor (v1 API) "
-        "next to Fulcio CA chain(s) and CT log key(s) -- from files, or the public-good ones "
-        "embedded in sigstore-python (offline). With --client-trust-config, write a "
-        "ClientTrustConfig whose signing config names the Fulcio URL, the OIDC provider and "
-        "AER's log, for 'sigstore --trust-config' and sigstore-python. The log's key is "
-        "fetched from URL/api/v1/log/publicKey unless --log-key gives it; its key id is "
-        "printed so you can compare it with the operator's.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cmds.add("trust-root", cmd_trust_root, epilog=EXIT_CODES_HELP)
     o.add_log(p, "AER's log (its base URL)")
     p.add_argument("--log-key", metavar="PEM", help="the log's public key (default: fetch it)")
     p.add_argument(
@@ -297,55 +318,24 @@ def register(cmds: Commands) -> None:
         action="store_true",
         help="write a ClientTrustConfig (trusted root + signing config) instead",
     )
-    p.set_defaults(func=cmd_trust_root)
 
-    p = cmds.add(
-        "dev-sigstore",
-        help="LOCAL STAND-IN, NOT FOR PRODUCTION: Fulcio + OIDC + CT for tests and demos",
-        description="Run a local stand-in for Sigstore's Fulcio CA, an OIDC provider and a "
-        "CT log, so that keyless signing works offline. " + _WARNING,
-    )
-    dsub = p.add_subparsers(dest="dev_sigstore_cmd", metavar="DEVCOMMAND", required=True)
-
-    def add_dir(q: Any) -> None:
-        q.add_argument(
-            "--dir", required=True, metavar="DIR", help="the stand-in's directory (keys, CA)"
-        )
-
-    q = dsub.add_parser(
-        "init",
-        help="create (or load) the stand-in's CA, CT and OIDC keys",
-        description="Create the stand-in's root and intermediate CA, CT log key and OIDC key "
-        "in DIR (private keys mode 0600), or load them if present, and print the files "
-        "'aer trust-root' takes. " + _WARNING,
-    )
-    add_dir(q)
-    q.set_defaults(func=cmd_dev_init)
-
-    q = dsub.add_parser(
-        "serve",
-        help="serve Fulcio's REST API and OIDC discovery on loopback",
-        description="Serve POST /api/v2/signingCert, GET /api/v2/trustBundle, "
-        "/.well-known/openid-configuration and /keys on 127.0.0.1 until interrupted; "
-        "prints the URL on standard output. " + _WARNING,
-    )
-    add_dir(q)
-    q.add_argument("--port", type=int, default=0, help="port (default: any free port)")
-    q.set_defaults(func=cmd_dev_serve)
-
-    q = dsub.add_parser(
-        "token",
-        help="print a TEST identity token for any identity",
-        description="Print an ES256 OIDC identity token signed by the stand-in's OIDC key, for "
-        "any subject and issuer you name. It is a TEST CREDENTIAL: the stand-in's Fulcio "
-        "accepts it, nothing else should. " + _WARNING,
-    )
-    add_dir(q)
-    q.add_argument("--subject", required=True, metavar="S", help="the sub claim")
-    q.add_argument("--issuer", required=True, metavar="URL", help="the iss claim")
-    q.add_argument(
+    dev = cmds.group("dev-sigstore", DEV_SIGSTORE_COMMANDS)
+    _stand_in_dir(dev.add("init", cmd_dev_init))
+    p = dev.add("serve", cmd_dev_serve)
+    _stand_in_dir(p)
+    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    p = dev.add("token", cmd_dev_token)
+    _stand_in_dir(p)
+    p.add_argument("--subject", required=True, metavar="S", help="the sub claim")
+    p.add_argument("--issuer", required=True, metavar="URL", help="the iss claim")
+    p.add_argument(
         "--email", metavar="E", help="adds email and email_verified=true (the certificate SAN)"
     )
-    q.add_argument("--audience", default="sigstore", help="the aud claim (default sigstore)")
-    q.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
-    q.set_defaults(func=cmd_dev_token)
+    p.add_argument("--audience", default="sigstore", help="the aud claim (default sigstore)")
+    p.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
+
+
+def _stand_in_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir", required=True, metavar="DIR", help="the stand-in's directory (keys, CA)"
+    )

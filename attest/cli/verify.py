@@ -111,7 +111,19 @@ def _print_result(
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Handle ``aer verify``."""
+    """Verify a signed AER record (signature, statement, schema, commits).
+
+    Verify a Sigstore bundle holding an AER agent execution record: the DSSE
+    signature over the exact payload, the in-toto Statement, the predicate's
+    JSON Schema, the subject rule and, with --repo, that the commits the
+    record names exist unchanged in the repository's history.
+
+    Key-signed records need --key; keyless records need identity options, and
+    their sponsor chain is checked: the record's sponsor must be the identity
+    that signed it (direct), or it must reference a logged task grant signed
+    by an allowed sponsor that allows the record's signer, repository, branch,
+    time and budget (delegated).
+    """
     from verifier.bundle import parse_bundle
     from verifier.keys import load_public_key
     from verifier.verify import verify_record
@@ -259,21 +271,6 @@ def fetch_consistency_proof(url: str, first: int, last: int) -> list[bytes]:
 
 # -- aer verify-bundle ---------------------------------------------------------
 
-VERIFY_BUNDLE_DESCRIPTION = """\
-Verify a Sigstore bundle (v0.1 to v0.3) for ARTIFACT, offline.
-
-Keyless bundles (a Fulcio certificate) need the signer's identity and OIDC
-issuer: the certificate must chain to a Fulcio CA of the trusted root at the
-signing time, carry a valid SCT, and name that identity and issuer. Bundles
-signed with a managed key need --key instead. Either way the signature must
-cover ARTIFACT (a message signature over its SHA-256 digest, or an in-toto
-Statement in a DSSE envelope with its digest as a subject) and the log entry's
-inclusion proof, checkpoint and signed entry timestamp must verify with the
-trusted root's transparency-log keys.
-
-Without --trusted-root the Sigstore public-good root embedded in
-sigstore-python is used; nothing is fetched (no TUF refresh)."""
-
 VERIFY_BUNDLE_EXAMPLES = """\
 regexps are searched for anywhere in the value (cosign semantics): anchor them
 with ^ and $ to match the whole identity or issuer.
@@ -292,7 +289,22 @@ examples:
 
 
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
-    """Handle ``aer verify-bundle``."""
+    """Verify a Sigstore bundle for an artifact (keyless or managed key).
+
+    Verify a Sigstore bundle (v0.1 to v0.3) for ARTIFACT, offline.
+
+    Keyless bundles (a Fulcio certificate) need the signer's identity and OIDC
+    issuer: the certificate must chain to a Fulcio CA of the trusted root at the
+    signing time, carry a valid SCT, and name that identity and issuer. Bundles
+    signed with a managed key need --key instead. Either way the signature must
+    cover ARTIFACT (a message signature over its SHA-256 digest, or an in-toto
+    Statement in a DSSE envelope with its digest as a subject) and the log entry's
+    inclusion proof, checkpoint and signed entry timestamp must verify with the
+    trusted root's transparency-log keys.
+
+    Without --trusted-root the Sigstore public-good root embedded in
+    sigstore-python is used; nothing is fetched (no TUF refresh).
+    """
     from verifier import sigstore_verify as sv
 
     _check_bundle_options(args)
@@ -374,7 +386,13 @@ def _check_bundle_options(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """Handle ``aer show``."""
+    """Show the records covering a commit: task, sponsor, agent, policies, tool calls.
+
+    Find the records covering COMMIT (its Agent-Run trailer, git notes under
+    refs/notes/aer, and the log's records API by commit), fetch them from the
+    log (verified with --key) and print task, sponsor, agent, policies and the
+    tool-call timeline.
+    """
     from attest import gitrepo
     from attest.show import find_records, format_records
     from verifier.client.logclient import LogClient
@@ -391,21 +409,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def register(cmds: Commands) -> None:
     """Add ``verify``, ``verify-bundle`` and ``show``."""
-    p = cmds.add(
-        "verify",
-        help="verify a signed AER record (signature, statement, schema, commits)",
-        description=(
-            "Verify a Sigstore bundle holding an AER agent execution record: the DSSE "
-            "signature over the exact payload, the in-toto Statement, the predicate's "
-            "JSON Schema, the subject rule and, with --repo, that the commits the record "
-            "names exist unchanged in the repository's history. Key-signed records need "
-            "--key; keyless records need identity options, and their sponsor chain is "
-            "checked: the record's sponsor must be the identity that signed it (direct), "
-            "or it must reference a logged task grant signed by an allowed sponsor that "
-            "allows the record's signer, repository, branch, time and budget (delegated)."
-        ),
-        epilog=EXIT_CODES_HELP,
-    )
+    p = cmds.add("verify", cmd_verify, epilog=EXIT_CODES_HELP)
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="the bundle (JSON) to verify")
     p.add_argument("--key", metavar="PUB", help="trusted public key (PEM) of a key-signed record")
     o.add_repo(p, "git repository to recompute commit subjects in", default=None)
@@ -439,27 +443,16 @@ def register(cmds: Commands) -> None:
         metavar="URL",
         help="log to fetch the grant from (default: the trusted root's transparency log)",
     )
-    p.set_defaults(func=cmd_verify)
 
     p = cmds.add(
-        "verify-bundle",
-        help="verify a Sigstore bundle for an artifact (keyless or managed key)",
-        description=VERIFY_BUNDLE_DESCRIPTION,
-        epilog=VERIFY_BUNDLE_EXAMPLES + EXIT_CODES_HELP,
+        "verify-bundle", cmd_verify_bundle, epilog=VERIFY_BUNDLE_EXAMPLES + EXIT_CODES_HELP
     )
     p.add_argument("--bundle", required=True, metavar="FILE", help="the Sigstore bundle (JSON)")
-    keyless = p.add_argument_group("keyless signer (one identity option and one issuer option)")
-    keyless.add_argument(
-        "--certificate-identity", metavar="ID", help="the signer's exact identity (email or URI)"
-    )
-    keyless.add_argument(
-        "--certificate-identity-regexp", metavar="RE", help="or a regexp the identity must match"
-    )
-    keyless.add_argument(
-        "--certificate-oidc-issuer", metavar="URL", help="the exact OIDC issuer of the identity"
-    )
-    keyless.add_argument(
-        "--certificate-oidc-issuer-regexp", metavar="RE", help="or a regexp the issuer must match"
+    o.add_identity_group(
+        p,
+        ("certificate",),
+        "keyless signer (one identity option and one issuer option)",
+        trusted_root_help=None,
     )
     p.add_argument(
         "--key", metavar="PEMFILE", help="managed-key bundles: the signer's PEM public key"
@@ -471,23 +464,11 @@ def register(cmds: Commands) -> None:
     )
     o.add_json(p)
     p.add_argument("artifact", metavar="ARTIFACT", help="the artifact file, or sha256:<hex>")
-    p.set_defaults(func=cmd_verify_bundle)
 
-    p = cmds.add(
-        "show",
-        help="show the records covering a commit: task, sponsor, agent, policies, tool calls",
-        description=(
-            "Find the records covering COMMIT (its Agent-Run trailer, git notes under "
-            "refs/notes/aer, and the log's records API by commit), fetch them from the log "
-            "(verified with --key) and print task, sponsor, agent, policies and the tool-call "
-            "timeline."
-        ),
-        epilog=EXIT_CODES_HELP,
-    )
+    p = cmds.add("show", cmd_show, epilog=EXIT_CODES_HELP)
     p.add_argument("commit", metavar="COMMIT", help="a commit (any revision)")
     o.add_repo(p)
     o.add_log(p)
     o.add_keys(p, "verify records with this key")
     o.add_log_key(p, "log key (with --key; default pinned)")
     o.add_json(p)
-    p.set_defaults(func=cmd_show)

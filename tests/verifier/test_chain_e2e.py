@@ -431,7 +431,7 @@ class TestAdmission:
     def test_webhook_trusts_delegated_records(
         self, world: World, delegated: Path, grant: Path
     ) -> None:
-        from tests.verifier.test_admission_e2e import pod_review, start_webhook
+        from tests.verifier.admission.test_webhook_e2e import pod_review, start_webhook
 
         good = "registry.example.com/payments/svc@sha256:" + "a1" * 32
         rogue = "registry.example.com/payments/rogue@sha256:" + "b2" * 32

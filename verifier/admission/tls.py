@@ -9,6 +9,7 @@ webhook configuration's ``caBundle`` or a client's trust.
 from __future__ import annotations
 
 import datetime
+import inspect
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -45,6 +46,34 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+_KEY_USAGES = tuple(inspect.signature(x509.KeyUsage).parameters)
+"""The nine key usage flags of RFC 5280, section 4.2.1.3, by their names in cryptography."""
+
+
+def _key_usage(*allowed: str) -> x509.KeyUsage:
+    """A KeyUsage extension that allows exactly ``allowed``."""
+    return x509.KeyUsage(**{usage: usage in allowed for usage in _KEY_USAGES})
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    now: datetime.datetime,
+    days: int,
+) -> x509.CertificateBuilder:
+    """A certificate valid from five minutes ago for ``days`` days, random serial."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
 def generate_self_signed(
     data_dir: Path, hosts: list[str], *, days: int = 365, now: datetime.datetime | None = None
 ) -> TlsFiles:
@@ -67,26 +96,10 @@ def generate_self_signed(
     )
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(ca_name, ca_name, ca_key.public_key(), now, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("key_cert_sign", "crl_sign"),
             critical=True,
         )
         .add_extension(ca_ski, critical=False)
@@ -94,28 +107,13 @@ def generate_self_signed(
     )
     key = ec.generate_private_key(ec.SECP256R1())
     names = list(dict.fromkeys(h for h in hosts if h))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(subject, ca_name, key.public_key(), now, days)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("digital_signature"),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask, Response, request
 
 from verifier.errors import InputError
+from verifier.keys import read_ed25519_private_key, write_private_key
 from verifier.note import NoteVerifier, parse_vkey
 from verifier.witness import (
     CosignatureSigner,
@@ -48,12 +48,7 @@ class WitnessStore:
         data.mkdir(parents=True, exist_ok=True)
         key_path, name_path = data / "witness.key", data / "name"
         if key_path.exists():
-            try:
-                key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            except (ValueError, TypeError, OSError) as e:
-                raise InputError(f"cannot read the witness key {key_path}: {e}") from e
-            if not isinstance(key, Ed25519PrivateKey):
-                raise InputError(f"{key_path} is not an Ed25519 key")
+            key = read_ed25519_private_key(key_path, "the witness key")
             stored = name_path.read_text().strip()
             if name is not None and name != stored:
                 raise InputError(f"the witness in {data} is named {stored!r}, not {name!r}")
@@ -65,16 +60,8 @@ class WitnessStore:
                 CosignatureSigner(self.name, key)
             except ValueError as e:
                 raise InputError(str(e)) from e
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            fd = os.open(key_path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
             name_path.write_text(self.name + "\n")
-            os.replace(key_path.with_suffix(".tmp"), key_path)
+            write_private_key(key_path, key)
         self.key = key
         self._lock = threading.Lock()
 

@@ -24,12 +24,12 @@ import requests
 
 from tests.conftest import AER, GIT_ENV, git, make_repo
 from tests.logserver_proc import LogProcess, free_port, running_log
-from tests.verifier.test_admission import KINDS, review_for, shared_pod_spec
+from tests.verifier.admission.test_webhook import KINDS, review_for, shared_pod_spec
 from verifier.admission.tls import generate_self_signed
 
 pytestmark = pytest.mark.slow
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "admission"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "admission"
 POD = json.loads((SHARED / "pod_create_digest.json").read_text())
 DEPLOYMENT = json.loads((SHARED / "deployment_create_tag_and_init.json").read_text())
 

@@ -46,7 +46,7 @@ from verifier.gate.images import ImageVerdict
 from verifier.keys import PublicKey
 from verifier.note import ed25519_signer, key_id_hint_signer
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "admission"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "admission"
 POD = json.loads((SHARED / "pod_create_digest.json").read_text())
 DEPLOYMENT = json.loads((SHARED / "deployment_create_tag_and_init.json").read_text())
 POD_IMAGE = POD["request"]["object"]["spec"]["containers"][0]["image"]
