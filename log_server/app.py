@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 from log_server.entries import prepare_entry
 from log_server.errors import (
     BadRequest,
+    ConfigError,
     LogServerError,
     NotFound,
     PayloadTooLarge,
@@ -37,8 +39,8 @@ from log_server.errors import (
     UnsupportedMediaType,
 )
 from log_server.log import Sequencer, TransparencyLog
-from log_server.logkey import load_or_create
-from log_server.storage.base import StoredEntry
+from log_server.logkey import LogIdentity, load_or_create
+from log_server.storage.base import RecordQuery, Storage, StoredEntry
 from log_server.storage.sqlite import SQLiteStorage
 from log_server.witnessing import Witnesser, cosigned_note, parse_witness_option
 from verifier import merkle
@@ -48,6 +50,7 @@ from verifier.rekor import canonical_pem
 
 DEFAULTS: dict[str, Any] = {
     "DATA_DIR": "aer-data",
+    "DB_URL": None,
     "ORIGIN": None,
     "DEFAULT_ORIGIN": "localhost",
     "SYNCHRONOUS": "FULL",
@@ -105,15 +108,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     data_dir = Path(app.config["DATA_DIR"])
     identity = load_or_create(data_dir, app.config["ORIGIN"], app.config["DEFAULT_ORIGIN"])
-    storage = SQLiteStorage(data_dir / "log.db", synchronous=app.config["SYNCHRONOUS"])
-    log = TransparencyLog(storage, identity, lock_path=data_dir / "writer.lock")
+    storage = open_storage(data_dir, app.config["DB_URL"], app.config["SYNCHRONOUS"])
+    check_identity(storage, identity)
+    # One database, several front-ends: the coordination row orders the
+    # writers (PostgreSQL); one SQLite file: a file lock beside it does.
+    shared = app.config["DB_URL"] is not None
+    log = TransparencyLog(storage, identity, lock_path=None if shared else data_dir / "writer.lock")
     log.ensure_checkpoint()
     witnesses = [parse_witness_option(w) for w in app.config["WITNESSES"]]
     witnesser = None
     if witnesses:
-        witnesser = Witnesser(
-            log, witnesses, data_dir / "witness.lock", interval=app.config["WITNESS_INTERVAL"]
-        )
+        lock = None if shared else data_dir / "witness.lock"
+        witnesser = Witnesser(log, witnesses, lock, interval=app.config["WITNESS_INTERVAL"])
         witnesser.start()
     sequencer = Sequencer(
         log,
@@ -127,6 +133,34 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_error_handler(LogServerError, _log_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def open_storage(data_dir: Path, db_url: str | None, synchronous: str = "FULL") -> Storage:
+    """The log's storage: PostgreSQL at ``db_url``, else SQLite in ``data_dir``.
+
+    Raises:
+        ConfigError: the database cannot be reached, or its schema is newer.
+    """
+    if db_url:
+        from log_server.storage.postgres import PostgresStorage
+
+        return PostgresStorage(db_url)
+    return SQLiteStorage(data_dir / "log.db", synchronous=synchronous)
+
+
+def check_identity(storage: Storage, identity: LogIdentity) -> None:
+    """Bind the storage to this log (origin and key) on first use; refuse another log's.
+
+    Raises:
+        ConfigError: the storage holds a log with another origin or key.
+    """
+    for key, ours in (("origin", identity.origin), ("log_key_id", identity.log_id)):
+        stored = storage.init_meta(key, ours)
+        if stored != ours:
+            raise ConfigError(
+                f"the storage holds another log ({key} {stored}, not this front-end's {ours}); "
+                "give this front-end that log's key and origin, or use an empty database"
+            )
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -172,8 +206,13 @@ def _parse_uint(raw: str, what: str) -> int:
     return int(raw)
 
 
-def _int_arg(name: str, default: int | None = None, minimum: int = 0) -> int:
-    raw = request.args.get(name)
+def _int_arg(
+    name: str,
+    default: int | None = None,
+    minimum: int = 0,
+    args: Mapping[str, str] | None = None,
+) -> int:
+    raw = (request.args if args is None else args).get(name)
     if raw is None:
         if default is None:
             raise BadRequest(f"query parameter {name} is required")
@@ -403,8 +442,8 @@ def tile(rest: str) -> Response:
 # -- records -------------------------------------------------------------------
 
 
-def _time_arg(name: str) -> int | None:
-    raw = request.args.get(name)
+def _time_arg(name: str, args: Mapping[str, str] | None = None) -> int | None:
+    raw = (request.args if args is None else args).get(name)
     if raw is None:
         return None
     if raw[:1].isdigit() and "-" not in raw:
@@ -418,7 +457,8 @@ def _time_arg(name: str) -> int | None:
     return int(dt.timestamp())
 
 
-def _record_json(row: dict[str, Any]) -> dict[str, Any]:
+def record_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A record row as the records API answers it."""
     summary = json.loads(row.get("summary") or "{}")
     return {
         "uuid": row["uuid"],
@@ -438,61 +478,74 @@ def _record_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@records.get("")
-def list_records() -> Response:
-    """Search AER records; filters combine with AND; cursor pagination by log index."""
-    svc = _svc()
-    known = {
-        "sponsor",
-        "agent",
-        "model",
-        "repository",
-        "commit",
-        "subject",
-        "decision",
-        "since",
-        "until",
-        "cursor",
-        "limit",
-    }
-    unknown = set(request.args) - known
+RECORD_FILTERS = ("sponsor", "agent", "model", "repository", "commit", "subject", "decision")
+"""The records search's filters (besides ``since``, ``until``, ``order``, ``cursor``, ``limit``)."""
+
+
+def search_records_page(
+    args: Mapping[str, str], max_page: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the records search for query ``args``: the rows and the next page's cursor.
+
+    The JSON API and the console both answer from here.
+
+    Raises:
+        BadRequest: an unknown filter or a malformed value.
+    """
+    known = {*RECORD_FILTERS, "since", "until", "order", "cursor", "limit"}
+    unknown = set(args) - known
     if unknown:
         raise BadRequest(f"unknown filter(s) {sorted(unknown)}; known: {sorted(known)}")
-    where = {
-        col: request.args[col] for col in ("sponsor", "agent", "repository") if col in request.args
-    }
+    where = {col: args[col] for col in ("sponsor", "agent", "repository") if col in args}
     terms = []
-    if "model" in request.args:
-        terms.append("model:" + request.args["model"])
-    if "commit" in request.args:
-        terms.append("commit:" + request.args["commit"].lower())
-    if "subject" in request.args:
-        s = request.args["subject"].lower()
+    if "model" in args:
+        terms.append("model:" + args["model"])
+    if "commit" in args:
+        terms.append("commit:" + args["commit"].lower())
+    if "subject" in args:
+        s = args["subject"].lower()
         terms.append(s if ":" in s else "sha256:" + s)
-    if "decision" in request.args:
-        d = request.args["decision"]
+    if "decision" in args:
+        d = args["decision"]
         if d not in ("allow", "deny", "warn", "none"):
             raise BadRequest("decision must be allow, deny, warn or none")
         where["decision"] = d  # the record's overall outcome: its most severe decision
-    cursor = request.args.get("cursor")
-    after = -1
+    order = args.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc (oldest first) or desc (newest first)")
+    cursor = args.get("cursor")
+    bound = None
     if cursor is not None:
         try:
-            after = _parse_uint(
+            bound = _parse_uint(
                 base64.urlsafe_b64decode(cursor.encode() + b"==").decode(), "cursor"
             )
         except (ValueError, UnicodeDecodeError, BadRequest) as e:
             raise BadRequest("cursor is not one this server handed out") from e
-    limit = _int_arg("limit", 100, minimum=1)
-    limit = min(limit, svc.config["MAX_PAGE"])
-    rows = svc.log.storage.search_records(
-        where, terms, after, limit + 1, _time_arg("since"), _time_arg("until")
+    limit = min(_int_arg("limit", 100, minimum=1, args=args), max_page)
+    query = RecordQuery(
+        where,
+        terms,
+        after=-1 if bound is None or order == "desc" else bound,
+        limit=limit + 1,
+        since=_time_arg("since", args),
+        until=_time_arg("until", args),
+        before=bound if order == "desc" else None,
+        descending=order == "desc",
     )
+    rows = _svc().log.storage.search_records(query)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = base64.urlsafe_b64encode(str(rows[-1]["idx"]).encode()).decode().rstrip("=")
-    return jsonify({"records": [_record_json(r) for r in rows], "nextCursor": next_cursor})
+    return rows, next_cursor
+
+
+@records.get("")
+def list_records() -> Response:
+    """Search AER records; filters combine with AND; cursor pagination by log index."""
+    rows, next_cursor = search_records_page(request.args, _svc().config["MAX_PAGE"])
+    return jsonify({"records": [record_json(r) for r in rows], "nextCursor": next_cursor})
 
 
 @records.get("/<uuid>")
@@ -512,7 +565,7 @@ def get_record(uuid: str) -> Response:
         {
             "uuid": entry.uuid,
             "logIndex": entry.index,
-            "record": _record_json(row) if row else None,
+            "record": record_json(row) if row else None,
             "envelope": envelope,
             "statement": statement,
             "logEntry": log.entry_answer(entry),

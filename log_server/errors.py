@@ -56,7 +56,10 @@ class Unprocessable(LogServerError):
 
 
 class Unavailable(LogServerError):
-    """The log cannot take the entry now (shutting down, overloaded) (503)."""
+    """The log cannot answer now: shutting down, overloaded, or its database unreachable (503).
+
+    With a database that cannot be reached it carries ``Retry-After``.
+    """
 
     status = 503
 

@@ -153,7 +153,7 @@ class TransparencyLog:
                         e.leaf_hash, e.kind, e.body, e.envelope, [*e.index_keys, *terms], record
                     )
                 )
-            batch.append(new, now, hashes_start, stored)
+            batch.append(new, now, stored)
             cp = self.sign_checkpoint(cr.size, cr.root())
             batch.set_checkpoint(cp)
             # (5) the inclusion proofs for the answers, read through one memo:
@@ -343,8 +343,13 @@ class Sequencer:
             try:
                 results = self.log.integrate([e for e, _ in batch], with_proofs=True)
             except BaseException as e:  # answer every waiter, keep serving
+                answer = (
+                    e
+                    if isinstance(e, Unavailable)
+                    else Unavailable(f"the log could not integrate the entry: {e}")
+                )
                 for _, fut in batch:
-                    fut.set_exception(Unavailable(f"the log could not integrate the entry: {e}"))
+                    fut.set_exception(answer)
                 continue
             self.batches += 1
             if self.on_commit is not None:

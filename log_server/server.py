@@ -13,9 +13,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from log_server.app import create_app
+from log_server.app import check_identity, create_app, open_storage
 from log_server.logkey import load_or_create
-from log_server.storage.sqlite import SQLiteStorage
 from log_server.witnessing import parse_witness_option
 
 
@@ -26,6 +25,14 @@ def default_origin(host: str, port: int) -> str:
 
         host = socket.gethostname()
     return host if port in (80, 443) else f"{host}:{port}"
+
+
+def _where(db_url: str | None) -> str:
+    if db_url is None:
+        return "storage SQLite"
+    from log_server.storage.postgres import redact
+
+    return f"storage {redact(db_url)}"
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -54,14 +61,23 @@ def serve(
     max_batch: int = 1024,
     access_log: bool = False,
     witnesses: list[str] | None = None,
+    db_url: str | None = None,
 ) -> None:
-    """Initialise the data directory, then serve the log until stopped.
+    """Initialise the data directory (and database), then serve the log until stopped.
+
+    With ``db_url`` the log lives in that PostgreSQL database, shared with any
+    other front-end that has the same key and origin in its ``data_dir``.
 
     Raises:
-        ConfigError: the data directory is unusable or ``origin`` conflicts.
+        ConfigError: the data directory is unusable, ``origin`` conflicts, or
+            the database is unreachable, holds another log or a newer schema.
     """
     identity = load_or_create(data_dir, origin, default_origin(host, port))
-    SQLiteStorage(data_dir / "log.db", synchronous=synchronous).close()
+    storage = open_storage(data_dir, db_url, synchronous)
+    try:
+        check_identity(storage, identity)
+    finally:
+        storage.close()
     for w in witnesses or []:
         parse_witness_option(w)  # fail before forking workers
     app_config = {
@@ -70,10 +86,11 @@ def serve(
         "SYNCHRONOUS": synchronous,
         "MAX_BATCH": max_batch,
         "WITNESSES": list(witnesses or []),
+        "DB_URL": db_url,
     }
     print(
         f"aer log: serving {identity.origin} on http://{host}:{port} "
-        f"(data {data_dir}, {workers} worker(s) x {threads} threads)\n"
+        f"(data {data_dir}, {_where(db_url)}, {workers} worker(s) x {threads} threads)\n"
         f"aer log: log id {identity.log_id}\naer log: vkey {identity.vkey()}"
         + "".join(f"\naer log: witness {w}" for w in witnesses or []),
         file=sys.stderr,

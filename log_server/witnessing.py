@@ -164,7 +164,9 @@ class Witnesser:
             if line is not None:
                 self.log.storage.set_meta(w.meta_key, json.dumps({"size": cp.size, "line": line}))
                 lines.append(line)
-        if lines:
+        stored = cosigned_note(self.log)
+        # Several front-ends of one database witness on their own; never go back.
+        if lines and (stored is None or stored[0] <= cp.size):
             note = add_cosignatures(cp.note, lines)
             self.log.storage.set_meta(
                 COSIGNED_KEY, json.dumps({"size": cp.size, "note": note.decode("utf-8")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -53,6 +54,20 @@ def loads_object(data: bytes | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     return obj
+
+
+def camel_fields(obj: Any) -> dict[str, Any]:
+    """A dataclass instance's fields as JSON: camelCase names, bytes as hex, tuples as lists."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, tuple):
+            value = list(value)
+        head, *rest = f.name.split("_")
+        out[head + "".join(part.capitalize() for part in rest)] = value
+    return out
 
 
 _MAX_SAFE_INT = 2**53

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from attest.cli import options as o
-from attest.cli.options import print_json, read_file
+from attest.cli.options import notice, print_json, read_file
 from attest.cli.registry import Commands
 from attest.cli.runner import EXIT_CODES_HELP
 from attest.cli.verify import fetch_consistency_proof
@@ -22,20 +24,112 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the transparency log server.
 
     Serve AER's transparency log: the Rekor v1 REST API, C2SP checkpoints and
-    tiles, and the records API. DIR holds the SQLite database, the Ed25519 log
-    key and the origin, all created at first start and kept: the same DIR
-    after a restart is the same log.
+    tiles, and the records API. DIR holds the Ed25519 log key and the origin,
+    created at first start and kept: the same DIR after a restart is the same
+    log. The entries live in DIR's SQLite database, or with --db in a
+    PostgreSQL database that any number of front-ends (each with a copy of
+    DIR's log.key and origin) share: any of them may sequence, and they answer
+    503 with Retry-After while the database is unreachable.
     """
     from log_server.errors import ConfigError
     from log_server.server import serve
 
     names = ("host", "port", "origin", "workers", "threads", "synchronous", "max_batch")
     options = {name: getattr(args, name) for name in names}
+    witnesses = args.witness or []
     try:
-        serve(Path(args.data), access_log=args.access_log, witnesses=args.witness or [], **options)
+        serve(
+            Path(args.data),
+            access_log=args.access_log,
+            witnesses=witnesses,
+            db_url=args.db,
+            **options,
+        )
     except ConfigError as e:
         raise InputError(str(e)) from e
     return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy an embedded SQLite log into an empty PostgreSQL database.
+
+    Copy the log in DIR (entries, stored hashes, index terms, records, blobs,
+    witness state and the signed checkpoint) into the empty database --db in
+    one transaction, then recompute the tree from the copied leaves and check
+    its root at every checkpoint the log signed. DIR is only read (a shared
+    lock keeps a running log from writing while its files are copied). Then
+    serve the log with 'aer log serve --data DIR --db URL'.
+    """
+    from log_server.errors import ConfigError
+    from log_server.migrate import migrate_sqlite_to_postgres
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not args.json:
+            print(f"aer log migrate: {stage}: {done}/{total}", file=sys.stderr, flush=True)
+
+    try:
+        report = migrate_sqlite_to_postgres(Path(args.data), args.db, progress=progress)
+    except ConfigError as e:
+        raise InputError(str(e)) from e
+    except RuntimeError as e:
+        raise LogProofError(f"the copy does not reproduce the log ({e}); nothing was kept") from e
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(
+            f"migrated {report.origin}: {report.entries} entries, {report.records} records, "
+            f"{report.blobs} blobs; root {report.root_hash.hex()} at size {report.size} "
+            f"recomputed (sizes checked: {', '.join(map(str, report.roots_checked))})"
+        )
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    """Keep a static, verified copy of a log's checkpoint, tiles and entry bundles.
+
+    Follow the log at --log over HTTP and write its C2SP checkpoint, hash
+    tiles and entry bundles as files under --out (the tlog-tiles layout, to
+    be served under the prefix /api/v2/ by any static server, object store or
+    CDN). Each checkpoint must be signed by the pinned log key and consistent
+    with the one written before, and every tile and entry must match the
+    signed root; the checkpoint file is written after its tiles. Without
+    --once, keep following (every --interval seconds).
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from log_server.mirror import Mirror
+    from verifier.auditor.audits import LogFetcher
+    from verifier.note import format_vkey
+
+    fetcher = LogFetcher(args.log)
+    vkey = args.log_vkey
+    if vkey is None and args.log_key:
+        key = o.pinned_log_key(args, args.log_key)
+        if not isinstance(key, Ed25519PublicKey):
+            raise InputError("the log key must be the log's Ed25519 key")
+        origin = fetcher.checkpoint().split(b"\n", 1)[0].decode(errors="replace")
+        vkey = format_vkey(origin, key)
+    mirror = Mirror(fetcher, Path(args.out), progress=None if args.json else notice)
+    while True:
+        try:
+            result = mirror.round(vkey)
+        except InputError as e:
+            if args.once:
+                raise
+            notice(f"{e.diagnostics()}; retrying in {args.interval:g}s")
+        else:
+            if args.json:
+                print_json(result.to_dict())
+            else:
+                print(
+                    f"mirrored {result.origin}: size {result.old_size} -> {result.size}, "
+                    f"{result.tiles_written} tile(s) and {result.bundles_written} entry bundle(s) "
+                    "written",
+                    flush=True,
+                )
+        if args.once:
+            return 0
+        time.sleep(args.interval)
 
 
 def cmd_vkey(args: argparse.Namespace) -> int:
@@ -128,6 +222,7 @@ def register(cmds: Commands) -> None:
     log = cmds.group("log", LOG_COMMANDS)
     p = log.add("serve", cmd_serve)
     o.add_data(p, "data directory (default ./aer-data)", default="aer-data")
+    o.add_db(p)
     o.add_bind(p, port=3000, port_help="port (default 3000)", host_first=True)
     p.add_argument(
         "--origin", help="checkpoint origin / key name (default host:port; fixed at first start)"
@@ -157,6 +252,21 @@ def register(cmds: Commands) -> None:
     )
 
     o.add_data(log.add("vkey", cmd_vkey), "data directory", default="aer-data")
+
+    p = log.add("migrate", cmd_migrate, epilog=EXIT_CODES_HELP)
+    o.add_data(p, "the SQLite log's data directory (only read)")
+    o.add_db(p, required=True)
+    o.add_json(p)
+
+    p = log.add("mirror", cmd_mirror, epilog=EXIT_CODES_HELP)
+    o.add_log(p, "the log to follow")
+    o.add_out(p, "DIR", "where the checkpoint, tiles and entry bundles go")
+    o.add_log_key(p, "the log's key: a PEM file, or the log URL (pinned on first use)")
+    o.add_log_vkey(p, "the log's C2SP verifier key ('aer log vkey'); default: --log-key, "
+                   "else trusted on first use and kept in the mirror's state")  # fmt: skip
+    p.add_argument("--once", action="store_true", help="one round, then exit")
+    p.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll interval")
+    o.add_json(p)
 
     p = log.add("consistency", cmd_consistency, epilog=EXIT_CODES_HELP)
     p.add_argument("old", metavar="OLD", help="older checkpoint (signed note file)")

@@ -135,6 +135,20 @@ def add_data(p: Parser, help: str, *, default: str | None = None) -> None:
     p.add_argument("--data", default=default, required=default is None, metavar="DIR", help=help)
 
 
+def add_db(p: Parser, *, required: bool = False) -> None:
+    """``--db URL``: the log's PostgreSQL database (default ``$AER_LOG_DB``)."""
+    default = os.environ.get("AER_LOG_DB") or None
+    p.add_argument(
+        "--db",
+        default=default,
+        required=required and default is None,
+        metavar="URL",
+        help="PostgreSQL database, e.g. postgresql://aer@db.internal/aerlog (default "
+        "$AER_LOG_DB; a password is better in $PGPASSWORD or ~/.pgpass than on the "
+        "command line)",
+    )
+
+
 def add_bind(p: Parser, *, port: int | None, port_help: str, host_first: bool = False) -> None:
     """``--host`` and ``--port`` of a server (loopback by default)."""
 

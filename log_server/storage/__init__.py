@@ -2,12 +2,14 @@
 
 :mod:`log_server.storage.base` holds the :class:`Storage` protocol and the
 types every backend shares; :mod:`log_server.storage.sqlite` holds the SQLite
-implementation (:class:`SQLiteStorage`, its numbered migrations). A PostgreSQL
-backend becomes a new module beside ``sqlite``. The names below are
-re-exported so that ``from log_server.storage import ...`` keeps working.
+implementation (:class:`SQLiteStorage`, its numbered migrations);
+:mod:`log_server.storage.postgres` the PostgreSQL one (imported on use, as it
+loads psycopg). The names below are re-exported so that
+``from log_server.storage import ...`` keeps working.
 """
 
 from log_server.storage.base import (
+    HASHES_PER_ROW,
     RECORD_COLUMNS,
     NewEntry,
     Storage,
@@ -16,7 +18,6 @@ from log_server.storage.base import (
     WriteBatch,
 )
 from log_server.storage.sqlite import (
-    HASHES_PER_ROW,
     MIGRATIONS,
     SQLiteStorage,
     m001_initial,

@@ -4,13 +4,13 @@ The tree reads hashes through :meth:`Storage.read_hashes` (sumdb's
 ``HashReader``), and every write happens inside :meth:`Storage.write`, one
 transaction holding the new leaves, their stored hashes, index terms and the
 new checkpoint. Routes never see SQL; each backend (SQLite in
-:mod:`log_server.storage.sqlite`, PostgreSQL later) implements the same
-:class:`Storage` protocol.
+:mod:`log_server.storage.sqlite`, PostgreSQL in :mod:`log_server.storage.postgres`)
+implements the same :class:`Storage` protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,62 @@ class NewEntry:
     record: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class RecordQuery:
+    """A search of the records index: every filter must hold; results ascend by index.
+
+    Attributes:
+        where: record columns (:data:`RECORD_COLUMNS`) and the values they must equal.
+        terms: index terms every entry must have (e.g. ``commit:<sha>``).
+        after: only entries after this log index (the paging cursor).
+        limit: at most this many rows.
+        since: integrated at or after this Unix time.
+        until: integrated before this Unix time.
+        before: only entries before this log index (newest-first paging).
+        descending: newest first (highest index first) instead of oldest first.
+    """
+
+    where: Mapping[str, Any]
+    terms: Sequence[str]
+    after: int
+    limit: int
+    since: int | None = None
+    until: int | None = None
+    before: int | None = None
+    descending: bool = False
+
+    def sql(self, mark: str) -> tuple[str, list[Any]]:
+        """The SELECT and its arguments, with ``mark`` as the backend's placeholder.
+
+        Raises:
+            ValueError: a ``where`` key is not a record column.
+        """
+        clauses = [f"idx > {mark}"]
+        args: list[Any] = [self.after]
+        for col, value in self.where.items():
+            if col not in RECORD_COLUMNS:
+                raise ValueError(f"no record column {col!r}")
+            clauses.append(f"{col} = {mark}")
+            args.append(value)
+        for t in self.terms:
+            clauses.append(f"idx IN (SELECT idx FROM terms WHERE term = {mark})")  # noqa: S608
+            args.append(t)
+        for column, bound, op in (
+            ("integrated_time", self.since, ">="),
+            ("integrated_time", self.until, "<"),
+            ("idx", self.before, "<"),
+        ):
+            if bound is not None:
+                clauses.append(f"{column} {op} {mark}")
+                args.append(bound)
+        # Column names come from RECORD_COLUMNS, every value is a bound parameter.
+        order = "DESC" if self.descending else "ASC"
+        query = (
+            f"SELECT * FROM records WHERE {' AND '.join(clauses)} ORDER BY idx {order} LIMIT {mark}"  # noqa: S608
+        )
+        return query, [*args, self.limit]
+
+
 class WriteBatch(Protocol):
     """The operations available inside one write transaction."""
 
@@ -69,13 +125,9 @@ class WriteBatch(Protocol):
         ...
 
     def append(
-        self,
-        entries: Sequence[NewEntry],
-        integrated_time: int,
-        hashes_start: int,
-        hashes: Sequence[bytes],
+        self, entries: Sequence[NewEntry], integrated_time: int, hashes: Sequence[bytes]
     ) -> None:
-        """Append entries at ``tree_size`` and stored hashes at ``hashes_start``."""
+        """Append entries at ``tree_size``, and the stored hashes they add after the tree's."""
         ...
 
     def set_checkpoint(self, cp: StoredCheckpoint) -> None:
@@ -110,16 +162,8 @@ class Storage(Protocol):
         """Return entry indexes having all (or any) of ``terms``, ascending."""
         ...
 
-    def search_records(
-        self,
-        where: dict[str, Any],
-        terms: Sequence[str],
-        after: int,
-        limit: int,
-        since: int | None,
-        until: int | None,
-    ) -> list[dict[str, Any]]:
-        """Return record rows matching the filters, ascending by log index."""
+    def search_records(self, query: RecordQuery) -> list[dict[str, Any]]:
+        """Return record rows matching ``query``, ascending by log index."""
         ...
 
     def record(self, index: int) -> dict[str, Any] | None:
@@ -134,6 +178,10 @@ class Storage(Protocol):
         """Set a metadata value."""
         ...
 
+    def init_meta(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it is set (atomically); return the stored value."""
+        ...
+
     def write(self) -> Any:
         """Open a write transaction: a context manager yielding a :class:`WriteBatch`."""
         ...
@@ -144,6 +192,10 @@ class Storage(Protocol):
 
     def get_blob(self, digest: str) -> bytes | None:
         """Return the blob named ``digest``, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (this thread's, or the pool)."""
         ...
 
 
@@ -164,3 +216,62 @@ RECORD_COLUMNS = (
     "summary",
 )
 """The columns of a record row (table ``records``), in order."""
+
+
+HASHES_PER_ROW = 64
+"""Stored hashes are packed 64 to a row (2 KiB): one row per hash made the
+hash table the bulk-integration bottleneck. Both backends use this layout."""
+
+
+def hash_rows_to_write(
+    start: int, hashes: Sequence[bytes], read_row: Callable[[int], bytes | None]
+) -> list[tuple[int, bytes]]:
+    """The ``(row id, data)`` rows that append stored hashes ``start, start+1, ...``.
+
+    The last partial row (read with ``read_row``) is completed, so it is
+    written again whole.
+
+    Raises:
+        RuntimeError: the partial row does not hold the hashes before ``start``.
+    """
+    if not hashes:
+        return []
+    data = b"".join(hashes)
+    row, offset = divmod(start, HASHES_PER_ROW)
+    if offset:
+        prefix = read_row(row) or b""
+        if len(prefix) != offset * 32:
+            raise RuntimeError(
+                f"stored hash row {row} holds {len(prefix) // 32} hashes, expected {offset}"
+            )
+        data = prefix + data
+    size = HASHES_PER_ROW * 32
+    return [(row + k, data[i : i + size]) for k, i in enumerate(range(0, len(data), size))]
+
+
+def hash_row_ids(indexes: Sequence[int]) -> list[int]:
+    """The rows holding stored hashes ``indexes``, ascending."""
+    return sorted({i // HASHES_PER_ROW for i in indexes})
+
+
+def hashes_from_rows(indexes: Sequence[int], rows: Mapping[int, bytes]) -> list[bytes]:
+    """Stored hashes ``indexes`` cut from their ``rows``, in order.
+
+    Raises:
+        LookupError: a hash is not stored.
+    """
+    out = []
+    for i in indexes:
+        row, offset = divmod(i, HASHES_PER_ROW)
+        h = rows.get(row, b"")[offset * 32 : offset * 32 + 32]
+        if len(h) != 32:
+            raise LookupError(f"stored hash {i} is missing from the database")
+        out.append(h)
+    return out
+
+
+def combine_term_matches(matches: Sequence[set[int]], match_all: bool) -> list[int]:
+    """The entry indexes in all (``match_all``) or any of ``matches``, ascending."""
+    if not matches:
+        return []
+    return sorted(set.intersection(*matches) if match_all else set.union(*matches))

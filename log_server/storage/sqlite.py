@@ -18,7 +18,16 @@ from typing import Any
 
 import sqlite_utils
 
-from log_server.storage.base import RECORD_COLUMNS, NewEntry, StoredCheckpoint, StoredEntry
+from log_server.storage import base
+from log_server.storage.base import (
+    HASHES_PER_ROW,
+    RECORD_COLUMNS,
+    NewEntry,
+    RecordQuery,
+    StoredCheckpoint,
+    StoredEntry,
+)
+from verifier.merkle import stored_hash_count
 
 
 def m001_initial(db: sqlite_utils.Database) -> None:
@@ -82,11 +91,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     for cols in (["sponsor"], ["agent"], ["repository"], ["integrated_time"], ["run_id"]):
         db.table("records").create_index(cols, if_not_exists=True)
-
-
-HASHES_PER_ROW = 64
-"""Stored hashes are packed 64 to a row (2 KiB, within one page): one row
-per hash made the hash table the bulk-integration bottleneck."""
 
 
 def m002_packed_hashes(db: sqlite_utils.Database) -> None:
@@ -162,13 +166,10 @@ class _SQLiteBatch:
         return found
 
     def append(
-        self,
-        entries: Sequence[NewEntry],
-        integrated_time: int,
-        hashes_start: int,
-        hashes: Sequence[bytes],
+        self, entries: Sequence[NewEntry], integrated_time: int, hashes: Sequence[bytes]
     ) -> None:
         conn = self.db.conn
+        hashes_start = stored_hash_count(self.tree_size)
         start = self.tree_size
         conn.executemany(
             "INSERT INTO entries (idx, leaf, kind, body, integrated_time, envelope) "
@@ -215,22 +216,14 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 def _append_hashes(conn: sqlite3.Connection, start: int, hashes: Sequence[bytes]) -> None:
     """Append stored hashes ``start, start+1, ...``, completing the last partial row."""
-    if not hashes:
-        return
-    data = b"".join(hashes)
-    row, offset = divmod(start, HASHES_PER_ROW)
-    if offset:
-        cur = conn.execute("SELECT data FROM hash_rows WHERE id = ?", (row,)).fetchone()
-        prefix = bytes(cur[0]) if cur else b""
-        if len(prefix) != offset * 32:
-            raise RuntimeError(
-                f"stored hash row {row} holds {len(prefix) // 32} hashes, expected {offset}"
-            )
-        data = prefix + data
-    size = HASHES_PER_ROW * 32
+
+    def read_row(row: int) -> bytes | None:
+        found = conn.execute("SELECT data FROM hash_rows WHERE id = ?", (row,)).fetchone()
+        return bytes(found[0]) if found else None
+
     conn.executemany(
         "INSERT OR REPLACE INTO hash_rows (id, data) VALUES (?, ?)",
-        [(row + k, data[i : i + size]) for k, i in enumerate(range(0, len(data), size))],
+        base.hash_rows_to_write(start, hashes, read_row),
     )
 
 
@@ -238,18 +231,10 @@ def _read_hashes(conn: sqlite3.Connection, indexes: Sequence[int]) -> list[bytes
     if not indexes:
         return []
     rows: dict[int, bytes] = {}
-    wanted = sorted({i // HASHES_PER_ROW for i in indexes})
-    for chunk in _chunks(wanted, 500):
+    for chunk in _chunks(base.hash_row_ids(indexes), 500):
         q = f"SELECT id, data FROM hash_rows WHERE id IN ({_marks(len(chunk))})"  # noqa: S608
         rows.update({r[0]: bytes(r[1]) for r in conn.execute(q, chunk)})
-    out = []
-    for i in indexes:
-        row, offset = divmod(i, HASHES_PER_ROW)
-        h = rows.get(row, b"")[offset * 32 : offset * 32 + 32]
-        if len(h) != 32:
-            raise LookupError(f"stored hash {i} is missing from the database")
-        out.append(h)
-    return out
+    return base.hashes_from_rows(indexes, rows)
 
 
 class SQLiteStorage:
@@ -342,42 +327,15 @@ class SQLiteStorage:
 
     def find_terms(self, terms: Sequence[str], match_all: bool) -> list[int]:
         """Return entry indexes having all (or any) of ``terms``."""
-        if not terms:
-            return []
-        sets = [
-            {r[0] for r in self._db().execute("SELECT idx FROM terms WHERE term = ?", (t,))}
-            for t in terms
-        ]
-        result = set.intersection(*sets) if match_all else set.union(*sets)
-        return sorted(result)
+        query = "SELECT idx FROM terms WHERE term = ?"
+        db = self._db()
+        return base.combine_term_matches(
+            [{r[0] for r in db.execute(query, (t,))} for t in terms], match_all
+        )
 
-    def search_records(
-        self,
-        where: dict[str, Any],
-        terms: Sequence[str],
-        after: int,
-        limit: int,
-        since: int | None,
-        until: int | None,
-    ) -> list[dict[str, Any]]:
-        """Return record rows matching every filter, ascending by index."""
-        clauses: list[str] = ["idx > ?"]
-        args: list[Any] = [after]
-        for col, value in where.items():
-            clauses.append(f"{col} = ?")
-            args.append(value)
-        for t in terms:
-            clauses.append("idx IN (SELECT idx FROM terms WHERE term = ?)")
-            args.append(t)
-        if since is not None:
-            clauses.append("integrated_time >= ?")
-            args.append(since)
-        if until is not None:
-            clauses.append("integrated_time < ?")
-            args.append(until)
-        q = "SELECT * FROM records WHERE " + " AND ".join(clauses) + " ORDER BY idx LIMIT ?"  # noqa: S608
-        args.append(limit)
-        cur = self._db().execute(q, args)
+    def search_records(self, query: RecordQuery) -> list[dict[str, Any]]:
+        """Return record rows matching ``query``, ascending by index."""
+        cur = self._db().execute(*query.sql("?"))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -399,6 +357,14 @@ class SQLiteStorage:
         db = self._db()
         with db.atomic():
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def init_meta(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it is set; return the stored value."""
+        db = self._db()
+        with db.atomic():
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
 
     def put_blob(self, digest: str, data: bytes) -> bool:
         """Insert the blob unless present; return True if this call stored it."""

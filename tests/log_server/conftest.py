@@ -13,10 +13,12 @@ from flask.testing import FlaskClient
 from tests.log_server.helpers import new_key, running_app
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    """The log server on a fresh data directory (real SQLite file)."""
-    with running_app(tmp_path / "data") as a:
+@pytest.fixture(params=["sqlite", "postgres"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
+    """The log server on a fresh data directory: a real SQLite file, or a real
+    PostgreSQL database (every API test runs on both storage backends)."""
+    config = {"DB_URL": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
+    with running_app(tmp_path / "data", **config) as a:
         yield a
 
 

@@ -745,10 +745,19 @@ class TestIndexRetrieve:
 BIG = 300
 
 
-@pytest.fixture(scope="module")
-def big_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, list[bytes]]]:
+def _backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The app config of a module-scoped log on the requested backend."""
+    if request.param == "postgres":
+        return {"DB_URL": request.getfixturevalue("postgres").new_database()}
+    return {}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def big_log(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Flask, list[bytes]]]:
     """A log of 300 dsse entries integrated directly, with their leaf hashes in order."""
-    with running_app(tmp_path_factory.mktemp("big") / "data") as app:
+    with running_app(tmp_path_factory.mktemp("big") / "data", **_backend(request)) as app:
         key = new_key()
         prepared = [prepare_entry(dsse_proposal(_statement(i), key)[0]) for i in range(BIG)]
         log = _log(app)
@@ -944,8 +953,10 @@ def _wait_next_second() -> None:
     time.sleep(int(now) + 1 - now + 0.01)
 
 
-@pytest.fixture(scope="module")
-def records_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def records_log(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """AER records in two waves a second apart, plus a SLSA statement and a hashedrekord."""
     specs: list[dict[str, Any]] = [
         {"commits": [C[0]], "decisions": ["allow"]},
@@ -958,7 +969,7 @@ def records_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
          "commits": [C[3]], "decisions": []},
         {"sponsor": "carol@example.com", "commits": [C[4]], "decisions": ["allow", "warn"]},
     ]  # fmt: skip
-    with running_app(tmp_path_factory.mktemp("records") / "data") as app:
+    with running_app(tmp_path_factory.mktemp("records") / "data", **_backend(request)) as app:
         client = app.test_client()
         key = new_key()
         signer = KeySigner(key)

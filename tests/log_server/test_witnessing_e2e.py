@@ -99,11 +99,19 @@ class TestWitnessOption:
 
 @pytest.mark.slow
 class TestWitnessedLog:
+    @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
     def test_checkpoints_gain_two_cosignatures(
-        self, tmp_path: Path, witnesses: list[WitnessProcess], key: ec.EllipticCurvePrivateKey
+        self,
+        request: pytest.FixtureRequest,
+        backend: str,
+        tmp_path: Path,
+        witnesses: list[WitnessProcess],
+        key: ec.EllipticCurvePrivateKey,
     ) -> None:
         vkeys = [w.vkey for w in witnesses]
         extra = [a for w in witnesses for a in ("--witness", f"{w.url}={w.vkey}")]
+        if backend == "postgres":
+            extra += ["--db", request.getfixturevalue("pg_url")]
         with running_log(tmp_path / "log", *extra) as log:
             submit(log.url, key, 2)
             note = wait_for(log, vkeys, 2, 2)

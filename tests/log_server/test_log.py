@@ -1,15 +1,20 @@
-"""Tests for log_server.storage and log_server.log: SQLite storage, integration, sequencing."""
+"""Tests for log_server.log over both storage backends: integration, proofs, sequencing.
+
+Every test of the log's operations runs on SQLite and on PostgreSQL; the
+SQLite migrations are tested here too, PostgreSQL's in storage/test_postgres.py.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
+from log_server.app import check_identity, open_storage
 from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import Conflict, Unavailable
 from log_server.log import Integrated, Sequencer, TransparencyLog
@@ -31,21 +36,32 @@ from verifier import merkle
 from verifier.checkpoint import open_checkpoint
 from verifier.note import parse_vkey
 
+Opener = Callable[[Path], TransparencyLog]
 
-def _open(data_dir: Path) -> TransparencyLog:
-    """Open (creating) a log on ``data_dir`` as the app does, without Flask."""
+
+def _open(data_dir: Path, db_url: str | None = None) -> TransparencyLog:
+    """Open (creating) a log on ``data_dir`` (and ``db_url``) as the app does, without Flask."""
     identity = load_or_create(data_dir, None, ORIGIN)
-    storage = SQLiteStorage(data_dir / "log.db")
-    log = TransparencyLog(storage, identity, lock_path=data_dir / "writer.lock")
+    storage = open_storage(data_dir, db_url)
+    check_identity(storage, identity)
+    lock = None if db_url else data_dir / "writer.lock"
+    log = TransparencyLog(storage, identity, lock_path=lock)
     log.ensure_checkpoint()
     return log
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest) -> Opener:
+    """Open the log of a data directory on one backend (the same database each time)."""
+    db_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    return lambda data_dir: _open(data_dir, db_url)
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[TransparencyLog]:
-    lg = _open(tmp_path / "data")
+def log(tmp_path: Path, opener: Opener) -> Iterator[TransparencyLog]:
+    lg = opener(tmp_path / "data")
     yield lg
-    lg.storage.close()  # type: ignore[attr-defined]
+    lg.storage.close()
 
 
 @pytest.fixture(scope="module")
@@ -259,14 +275,15 @@ class TestProofs:
         tmp_path: Path,
         grown: tuple[TransparencyLog, list[bytes]],
         entries: list[PreparedEntry],
+        opener: Opener,
     ) -> None:
         log, leaves = grown
         cp = log.checkpoint()
         proofs = [log.inclusion_proof(i, self.SIZE) for i in range(self.SIZE)]
         consistency = [log.consistency_proof(m, self.SIZE) for m in range(1, self.SIZE + 1)]
-        log.storage.close()  # type: ignore[attr-defined]
+        log.storage.close()
 
-        again = _open(tmp_path / "data")
+        again = opener(tmp_path / "data")
         assert again.identity.log_id == log.identity.log_id
         assert again.checkpoint() == cp
         assert [again.inclusion_proof(i, self.SIZE) for i in range(self.SIZE)] == proofs
@@ -276,7 +293,7 @@ class TestProofs:
         # Duplicates are still known, and new entries continue the tree.
         assert _indexes(again.integrate([entries[0], entries[self.SIZE]])) == [None, self.SIZE]
         assert again.checkpoint().root_hash == ref_root([*leaves, entries[self.SIZE].leaf_hash])
-        again.storage.close()  # type: ignore[attr-defined]
+        again.storage.close()
 
 
 class TestSequencer:
