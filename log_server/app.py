@@ -4,7 +4,8 @@
 * ``/api/v2/checkpoint``, ``/api/v2/tile/...`` — C2SP tlog-tiles (read-only);
 * ``/api/v1/records`` — AER's records search for auditors;
 * ``/api/v1/blobs/sha256:<hex>`` — the content-addressed store of replay material;
-* ``/api/openapi.json``, ``/healthz``.
+* ``/api/openapi.json``, ``/healthz``;
+* ``/ui/`` — the auditor's console (:mod:`log_server.console`).
 
 Every error is JSON ``{"code": <status>, "message": <text>}``; bad input never
 changes the log.
@@ -128,7 +129,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         on_commit=witnesser.poke if witnesser else None,
     )
     app.extensions["aer"] = LogService(log, sequencer, dict(app.config), witnesser)
-    for bp in (rekor, tiles, records, blobs, meta):
+    from log_server.console import console
+
+    for bp in (rekor, tiles, records, blobs, meta, console):
         app.register_blueprint(bp)
     app.register_error_handler(LogServerError, _log_error)
     app.register_error_handler(HTTPException, _http_error)

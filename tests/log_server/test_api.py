@@ -1108,6 +1108,21 @@ class TestRecordsSearch:
         assert _records(client, f"since={t2 + 1}") == []
         assert _records(client, f"since={t2}&decision=warn") == self._uuids(records_log, 4)
 
+    def test_records_newest_first_pages_back(self, records_log: dict[str, Any]) -> None:
+        client = records_log["app"].test_client()
+        oldest_first = _records(client, "")
+        seen: list[str] = []
+        query = "order=desc&limit=2"
+        while True:
+            body = client.get(f"/api/v1/records?{query}").get_json()
+            seen += [r["uuid"] for r in body["records"]]
+            if body["nextCursor"] is None:
+                break
+            query = f"order=desc&limit=2&cursor={body['nextCursor']}"
+        assert seen == oldest_first[::-1]
+        bad = client.get("/api/v1/records?order=sideways")
+        assert bad.status_code == 400 and "order must be" in bad.get_json()["message"]
+
     def test_records_pagination_walks_each_once(self, records_log: dict[str, Any]) -> None:
         client = records_log["app"].test_client()
         seen: list[str] = []
