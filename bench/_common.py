@@ -244,6 +244,7 @@ class Server:
         port: int | None = None,
         app_config: dict[str, Any] | None = None,
         pragmas: dict[str, Any] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         """``app_config`` / ``pragmas`` (what-if runs only): extra create_app settings
         the CLI does not expose (e.g. ``{"MAX_WAIT": 0.002}``) and SQLite PRAGMAs
@@ -273,6 +274,7 @@ class Server:
         ]
         if max_batch is not None:
             self.args += ["--max-batch", str(max_batch)]
+        self.args += list(extra_args)
         if self.whatif:
             cfg = {
                 "DATA_DIR": str(self.data_dir),

@@ -95,8 +95,11 @@ def _client(
     )
 
 
-def drive(port: int, entries: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
-    """Run ``clients`` client processes against the server; return raw timings."""
+def drive(
+    port: int | list[int], entries: list[bytes], clients: int, seconds: float
+) -> dict[str, Any]:
+    """Run ``clients`` client processes against the server (or servers, round-robin)."""
+    ports = port if isinstance(port, list) else [port]
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(clients + 1)
     start_at = ctx.Value("d", 0.0)
@@ -105,7 +108,14 @@ def drive(port: int, entries: list[bytes], clients: int, seconds: float) -> dict
     procs = [
         ctx.Process(
             target=_client,
-            args=(port, entries[i * share : (i + 1) * share], barrier, start_at, seconds, outq),
+            args=(
+                ports[i % len(ports)],
+                entries[i * share : (i + 1) * share],
+                barrier,
+                start_at,
+                seconds,
+                outq,
+            ),
             daemon=True,
         )
         for i in range(clients)
