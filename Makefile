@@ -11,7 +11,8 @@ JS_DIR := tests/verifier/js
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.installed
 
-.PHONY: demo test lint typecheck pytest install node-deps clean
+.PHONY: demo test lint typecheck pytest install node-deps clean fuzz
+FUZZ_SECONDS ?= 60
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,7 @@ demo: $(STAMP)
 	bash docs/demo.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check attest log_server verifier predicates tests bench
+	$(BIN)/ruff check attest log_server verifier predicates tests bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -45,6 +46,12 @@ pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# Coverage-guided fuzzing of every parser that reads outside bytes (fuzz/targets.py),
+# FUZZ_SECONDS per target; results in docs/robustness.md.
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet atheris
+	cd fuzz && ../$(BIN)/python run.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

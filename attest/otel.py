@@ -90,7 +90,12 @@ def _time(nanos: Any) -> tuple[int, str | None]:
         n = int(nanos)
     except (TypeError, ValueError) as e:
         raise OtlpError(f"span time {nanos!r} is not Unix nanoseconds") from e
-    dt = datetime.fromtimestamp(n // 1_000_000_000, UTC)
+    try:
+        dt = datetime.fromtimestamp(n // 1_000_000_000, UTC)
+    except (OverflowError, OSError, ValueError) as e:
+        raise OtlpError(f"span time {nanos!r} is out of range") from e
+    if dt.year < 1970 or n < 0:
+        raise OtlpError(f"span time {nanos!r} is before 1970")
     return n, dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{n % 1_000_000_000:09d}Z"
 
 
@@ -109,9 +114,12 @@ def parse_otlp(data: bytes) -> list[Any]:
     """Parse an OTLP/JSON export: one JSON document, or JSON lines of documents.
 
     Raises:
-        OtlpError: not JSON.
+        OtlpError: not UTF-8, or not JSON.
     """
-    text = data.decode("utf-8", errors="strict") if data else ""
+    try:
+        text = data.decode("utf-8", errors="strict") if data else ""
+    except UnicodeDecodeError as e:
+        raise OtlpError(f"the trace is not UTF-8: {e}") from e
     try:
         return [json.loads(text)]
     except ValueError:

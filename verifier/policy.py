@@ -149,6 +149,18 @@ def _line_of(node: yaml.Node | None) -> int:
     return node.start_mark.line + 1 if node is not None else 0
 
 
+def _duplicate_key(node: yaml.Node) -> tuple[str, int] | None:
+    """The first key a YAML mapping node repeats, with its line; None if none does."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: set[object] = set()
+    for key, _ in node.value:
+        if key.value in seen:
+            return str(key.value), key.start_mark.line + 1
+        seen.add(key.value)
+    return None
+
+
 def parse_policy(data: bytes, source: str = "<policy>") -> Policy:
     """Parse and compile a policy file.
 
@@ -170,6 +182,9 @@ def parse_policy(data: bytes, source: str = "<policy>") -> Policy:
         raise PolicyLoadError(f"{source}{at}: not valid YAML: {getattr(e, 'problem', e)}") from e
     if not isinstance(doc, dict) or not isinstance(root, yaml.MappingNode):
         raise PolicyLoadError(f"{source}: a policy is a mapping with name, version and rules")
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:  # YAML keeps the last; a policy must say one thing
+        raise PolicyLoadError(f"{source} line {duplicate[1]}: field {duplicate[0]!r} given twice")
     unknown = set(doc) - {"name", "version", "rules", "description"}
     if unknown:
         raise PolicyLoadError(f"{source}: unknown top-level field(s) {sorted(unknown)}")
@@ -191,6 +206,11 @@ def parse_policy(data: bytes, source: str = "<policy>") -> Policy:
     for i, (raw, node) in enumerate(zip(raw_rules, rules_node.value, strict=True)):
         lineno = _line_of(node)
         where = f"{source} line {lineno}"
+        duplicate = _duplicate_key(node)
+        if duplicate is not None:
+            raise PolicyLoadError(
+                f"{source} line {duplicate[1]}: field {duplicate[0]!r} given twice"
+            )
         if not isinstance(raw, dict):
             raise PolicyLoadError(f"{where}: rule {i} must be a mapping")
         rname = raw.get("name")

@@ -23,6 +23,21 @@ def trace_events() -> list[dict[str, object]]:
     return otlp_events(parse_otlp(TRACE.read_bytes()))
 
 
+class TestParseOtlp:
+    def test_not_utf8_is_an_otlp_error(self) -> None:
+        # found by fuzz/targets.py (otel): a UnicodeDecodeError escaped before
+        with pytest.raises(OtlpError, match="not UTF-8"):
+            parse_otlp(b"\x80")
+
+    @pytest.mark.parametrize("nanos", ["99999999999999999999999999", "-1"])
+    def test_span_time_out_of_range_is_an_otlp_error(self, nanos: str) -> None:
+        # found by fuzz/targets.py (otel): an OverflowError escaped before
+        span = {"name": "execute_tool x", "startTimeUnixNano": nanos}
+        doc = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+        with pytest.raises(OtlpError, match="span time"):
+            otlp_events(parse_otlp(json.dumps(doc).encode()))
+
+
 class TestOtlpEvents:
     def test_models_are_deduplicated_with_response_model(self) -> None:
         models = [e for e in trace_events() if e["type"] == "model"]

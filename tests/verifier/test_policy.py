@@ -152,3 +152,19 @@ class TestEvaluate:
             "models": [],
             "commits": [],
         }
+
+
+class TestStrictPolicyFiles:
+    # found by fuzz/targets.py (policy): a repeated 'rules' key escaped as ValueError
+    @pytest.mark.parametrize(
+        ("text", "field"),
+        [
+            ("name: p\nversion: '1'\nrules:\n  - {name: a, expression: 'true'}\n"
+             "rules:\n  - {name: b, expression: 'true'}\n  - {name: c, expression: 'true'}\n", "rules"),
+            ("name: p\nversion: '1'\nrules:\n  - name: a\n    expression: 'true'\n"
+             "    expression: 'false'\n", "expression"),
+        ],
+    )  # fmt: skip
+    def test_repeated_field_is_refused(self, text: str, field: str) -> None:
+        with pytest.raises(PolicyLoadError, match=f"field '{field}' given twice"):
+            parse_policy(text.encode(), "p.yaml")
