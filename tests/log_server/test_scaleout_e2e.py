@@ -361,3 +361,29 @@ class TestMirror:
         tampered = subprocess.run(mirror, capture_output=True, text=True, timeout=60)
         assert tampered.returncode == 7
         assert "do not match the mirrored checkpoint" in tampered.stderr
+
+
+class TestMirrorFollows:
+    def test_without_once_it_keeps_following(
+        self, tmp_path: Path, front_ends: tuple[LogProcess, LogProcess]
+    ) -> None:
+        a, _ = front_ends
+        out = tmp_path / "mirror"
+        argv = [str(AER), "log", "mirror", "--log", a.url, "--out", str(out), "--interval", "0.3"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            for round_ in range(3):
+                for p in _proposals(7, f"follow{round_}"):
+                    assert _post(a.url, p).status_code == 201
+                want = requests.get(a.url + "/api/v2/checkpoint", timeout=10).content
+                deadline = time.monotonic() + 30
+                while (
+                    not (out / "checkpoint").exists() or (out / "checkpoint").read_bytes() != want
+                ):
+                    assert proc.poll() is None, "the mirror stopped"
+                    assert time.monotonic() < deadline, "the mirror did not catch up"
+                    time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        assert (out / "tile" / "entries" / "000.p" / "21").exists()
