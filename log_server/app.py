@@ -185,7 +185,9 @@ def _http_error(e: HTTPException) -> Response:
         405: "method not allowed here",
         413: f"request body too large (limit {request.max_content_length} bytes)",
     }
-    return _error(status, messages.get(status, e.description or e.name))
+    # Keep what the exception says about the resource (405's Allow: RFC 9110, 15.5.6).
+    headers = {k: v for k, v in e.get_headers() if k.lower() == "allow"}
+    return _error(status, messages.get(status, e.description or e.name), headers)
 
 
 def _json_body() -> Any:

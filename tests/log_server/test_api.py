@@ -1253,6 +1253,9 @@ class TestMeta:
     def test_wrong_method_json_405(self, client: FlaskClient) -> None:
         _error(client.delete(ENTRIES), 405, "method not allowed")
         _error(client.get("/api/v1/index/retrieve"), 405)
+        # RFC 9110 15.5.6: a 405 says which methods the resource takes
+        assert set(client.delete(ENTRIES).headers["Allow"].split(", ")) >= {"GET", "POST"}
+        assert "POST" in client.get("/api/v1/index/retrieve").headers["Allow"]
 
     def test_reopened_app_serves_same_log(
         self, tmp_path: Path, key: ec.EllipticCurvePrivateKey

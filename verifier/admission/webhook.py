@@ -943,7 +943,11 @@ def create_app(judge: Judge) -> Flask:
             405: "method not allowed here",
             413: f"the request body is larger than {judge.config.max_body} bytes",
         }
-        return _json_error(status, messages.get(status, e.description or e.name))
+        resp = _json_error(status, messages.get(status, e.description or e.name))
+        for k, v in e.get_headers():  # 405's Allow (RFC 9110, 15.5.6)
+            if k.lower() == "allow":
+                resp.headers[k] = v
+        return resp
 
     @app.errorhandler(Exception)
     def internal_error(e: Exception) -> Response:  # pragma: no cover - defensive

@@ -859,6 +859,7 @@ class TestApp:
     def test_unknown_paths_and_methods(self, client: tuple[FlaskClient, World]) -> None:
         c, _ = client
         assert c.get("/validate").status_code == 405
+        assert "POST" in c.get("/validate").headers["Allow"]
         r = c.get("/nope")
         assert r.status_code == 404 and "POST /validate" in r.get_json()["message"]
 
