@@ -94,6 +94,11 @@ def _svc() -> LogService:
     return svc
 
 
+def service() -> LogService:
+    """The current app's log service (for the console blueprint)."""
+    return _svc()
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the log server application.
 

@@ -152,9 +152,9 @@ def _statement_of(envelope_json: bytes | None) -> Any:
 @console.get("/records/<uuid>")
 def record(uuid: str) -> str:
     """One record: what the log serves, and what this browser verifies."""
-    from log_server.app import _svc
+    from log_server.app import service
 
-    log = _svc().log
+    log = service().log
     entry = log.find_entry(uuid)
     statement = _statement_of(entry.envelope)
     body = json.loads(entry.body)
@@ -183,10 +183,10 @@ def record(uuid: str) -> str:
 @console.get("/log")
 def log_page() -> str:
     """The log: its checkpoint, witness cosignatures, and the tree's growth."""
-    from log_server.app import _svc
+    from log_server.app import service
     from log_server.witnessing import cosigned_note
 
-    log = _svc().log
+    log = service().log
     cp = log.checkpoint()
     cosigned = cosigned_note(log)
     return render_template(
