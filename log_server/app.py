@@ -558,19 +558,25 @@ def list_records() -> Response:
     return jsonify({"records": [record_json(r) for r in rows], "nextCursor": next_cursor})
 
 
+def decode_envelope(envelope_json: bytes | None) -> tuple[Any, Any]:
+    """A stored DSSE envelope and the statement in its payload (None where there is none)."""
+    envelope = json.loads(envelope_json) if envelope_json else None
+    statement = None
+    if isinstance(envelope, dict) and isinstance(envelope.get("payload"), str):
+        try:
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+        except ValueError:
+            statement = None
+    return envelope, statement
+
+
 @records.get("/<uuid>")
 def get_record(uuid: str) -> Response:
     """A record: full envelope, decoded statement, and the log entry with a fresh proof."""
     log = _svc().log
     entry = log.find_entry(uuid)
     row = log.storage.record(entry.index)
-    envelope = json.loads(entry.envelope) if entry.envelope else None
-    statement = None
-    if isinstance(envelope, dict) and envelope.get("payload"):
-        try:
-            statement = json.loads(base64.b64decode(envelope["payload"]))
-        except ValueError:
-            statement = None
+    envelope, statement = decode_envelope(entry.envelope)
     return jsonify(
         {
             "uuid": entry.uuid,

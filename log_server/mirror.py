@@ -32,7 +32,7 @@ from typing import Any
 
 from verifier import merkle
 from verifier.audit import TrustedCheckpointState
-from verifier.auditor.audits import LogFetcher, load_state, save_state
+from verifier.auditor.audits import LogFetcher, load_state, save_state, update_checkpoint
 from verifier.errors import LogProofError
 from verifier.jsonutil import camel_fields
 from verifier.merkle import TILE_HEIGHT, TILE_WIDTH, Tile
@@ -107,8 +107,6 @@ class Mirror:
                 tiles and entries that do not match the signed root.
             InputError: the log cannot be reached or answers garbage.
         """
-        from verifier.auditor.audits import update_checkpoint
-
         state = load_state(self.state_path)
         old_size = state.size
         compact = self._frontier(state)
@@ -128,9 +126,10 @@ class Mirror:
         leaf_tiles = [t for t in merkle.new_tiles(TILE_HEIGHT, old, new) if t.level == 0]
         leaves: list[bytes] = []
         bundles: dict[Tile, bytes] = {}
+        fetched: dict[Tile, bytes] = {}  # the level-0 tiles, compared again in (4)
         for i, t in enumerate(leaf_tiles):
             first = max(old - (t.n << TILE_HEIGHT), 0)
-            data = self.fetcher.tile(t)
+            data = fetched[t] = self.fetcher.tile(t)
             bundle = Tile(TILE_HEIGHT, -1, t.n, t.width)
             raw = self.fetcher.tile(bundle)
             entries = merkle.parse_entry_bundle(raw, width=t.width)
@@ -160,7 +159,8 @@ class Mirror:
         written = 0
         for t in merkle.new_tiles(TILE_HEIGHT, old, new):  # (4)
             expected = self._tile_data(t, old, new_hashes)
-            if self.fetcher.tile(t) != expected:
+            served = fetched[t] if t in fetched else self.fetcher.tile(t)
+            if served != expected:
                 raise LogProofError(f"the log's {merkle.format_tile_path(t)} is not its tree's")
             _write_atomic(self.out / merkle.format_tile_path(t), expected)
             written += 1

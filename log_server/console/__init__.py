@@ -13,10 +13,10 @@ under ``Content-Security-Policy: script-src 'self'`` with no inline script.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -138,33 +138,22 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def _statement_of(envelope_json: bytes | None) -> Any:
-    """The statement in a stored DSSE envelope, or None."""
-    try:
-        envelope = json.loads(envelope_json) if envelope_json else None
-        if isinstance(envelope, dict) and isinstance(envelope.get("payload"), str):
-            return json.loads(base64.b64decode(envelope["payload"]))
-    except ValueError:
-        return None
-    return None
-
-
 @console.get("/records/<uuid>")
 def record(uuid: str) -> str:
     """One record: what the log serves, and what this browser verifies."""
-    from log_server.app import service
+    from log_server.app import decode_envelope, service
 
     log = service().log
     entry = log.find_entry(uuid)
-    statement = _statement_of(entry.envelope)
+    _, statement = decode_envelope(entry.envelope)
     body = json.loads(entry.body)
     view = record_view(statement, body)
     grant = None
-    grant_uuid = view["sponsor"]["grant"].get("log entry")
-    if grant_uuid:
+    grant_uuid = view["sponsor"]["grant"].get("log entry", "")
+    if re.fullmatch(r"[0-9a-f]{64}", grant_uuid):  # the record's text: never trusted as hex
         grant_entry = log.storage.entry_by_leaf(bytes.fromhex(grant_uuid))
         if grant_entry is not None:
-            grant = grant_view(_statement_of(grant_entry.envelope))
+            grant = grant_view(decode_envelope(grant_entry.envelope)[1])
             if grant["budget"]:  # a delegated run's budget is its grant's
                 view["usage"] = usage_rows(statement, grant["budget"])
     return render_template(

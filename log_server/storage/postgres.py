@@ -362,11 +362,12 @@ class PostgresStorage:
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a metadata value."""
-        self._one(
-            "INSERT INTO meta (key, value) VALUES (%s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value RETURNING key",
-            (key, value),
-        )
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (key, value),
+            )
 
     def init_meta(self, key: str, value: str) -> str:
         """Set ``key`` to ``value`` unless it is set; return the stored value."""

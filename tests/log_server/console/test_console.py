@@ -154,3 +154,18 @@ class TestDelegatedRecord:
         assert p["grantId"] in html and p["notBefore"] in html and p["notAfter"] in html
         assert "Usage against the budget (the grant's)" in html
         assert f'href="/ui/records/{g.uuid}"' in html
+
+    def test_malformed_grant_reference_is_shown_not_followed(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        st = aer_statement(commits=[commit_id("bad-grant")])
+        st["predicate"]["sponsor"]["grant"] = {
+            "digest": {"sha256": "ab" * 32},
+            "logEntry": {"uuid": "not-hex-<b>", "logIndex": 0},
+        }
+        r = prepare_entry(dsse_proposal(st, new_key())[0])
+        app.extensions["aer"].log.integrate([r])
+        resp = client.get(f"/ui/records/{r.uuid}")
+        assert resp.status_code == 200
+        html = resp.get_data(as_text=True)
+        assert "not-hex-&lt;b&gt;" in html and 'id="grant"' not in html
