@@ -188,12 +188,20 @@ def certificate_identity(claims: dict[str, Any]) -> x509.GeneralName:
     Mirrors Fulcio's principal rules for its two generic issuer types: an
     ``email`` claim must come with ``email_verified: true`` and becomes an
     RFC 822 name; otherwise ``sub`` must be a URI (scheme and host) and
-    becomes a URI name. Fulcio's issuer-specific types (GitHub Actions,
-    Kubernetes, SPIFFE, ...) are not modelled.
+    becomes a URI name. Of Fulcio's issuer-specific types only GitHub
+    Actions is modelled: a token from its issuer with a ``job_workflow_ref``
+    claim gets ``https://github.com/<job_workflow_ref>`` (and the CI
+    extensions of :func:`github_actions_extensions`); Kubernetes, SPIFFE and
+    the others are not.
 
     Raises:
         CertificateRequestError: the claims give no acceptable identity.
     """
+    if claims.get("iss") == GITHUB_ACTIONS_ISSUER and isinstance(
+        claims.get("job_workflow_ref"), str
+    ):  # Fulcio's github-workflow type: the job's workflow is the identity
+        server = claims.get("server_url") or GITHUB_SERVER
+        return x509.UniformResourceIdentifier(f"{server}/{claims['job_workflow_ref']}")
     email = claims.get("email")
     if email is not None:
         if not isinstance(email, str) or "@" not in email:
@@ -209,6 +217,52 @@ def certificate_identity(claims: dict[str, Any]) -> x509.GeneralName:
     raise CertificateRequestError(
         "the token has neither a verified email nor a URI subject, so no certificate identity"
     )
+
+
+GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
+GITHUB_SERVER = "https://github.com"
+
+
+def github_actions_extensions(claims: dict[str, Any]) -> dict[str, str]:
+    """Fulcio's extensions for a GitHub Actions token, by OID suffix (Fulcio's CI profile).
+
+    Fulcio's ``github-workflow`` issuer type maps the token's claims to the
+    v2 extensions of ``docs/oid-info.md``: build signer (the job workflow),
+    runner environment, source repository URI, digest, ref, identifier and
+    owner, build config (the triggering workflow), trigger, run invocation
+    and visibility. Claims that are absent leave their extension out.
+    """
+
+    def claim(name: str) -> str | None:
+        value = claims.get(name)
+        return str(value) if isinstance(value, str | int) and value != "" else None
+
+    out: dict[str, str] = {}
+
+    def put(oid: str, value: str | None) -> None:
+        if value is not None:
+            out[oid] = value
+
+    server = claim("server_url") or GITHUB_SERVER
+    repository, owner = claim("repository"), claim("repository_owner")
+    job_workflow, workflow = claim("job_workflow_ref"), claim("workflow_ref")
+    put("9", f"{server}/{job_workflow}" if job_workflow else None)
+    put("10", claim("job_workflow_sha"))
+    put("11", claim("runner_environment"))
+    put("12", f"{server}/{repository}" if repository else None)
+    put("13", claim("sha"))
+    put("14", claim("ref"))
+    put("15", claim("repository_id"))
+    put("16", f"{server}/{owner}" if owner else None)
+    put("17", claim("repository_owner_id"))
+    put("18", f"{server}/{workflow}" if workflow else None)
+    put("19", claim("workflow_sha"))
+    put("20", claim("event_name"))
+    run_id, attempt = claim("run_id"), claim("run_attempt")
+    if repository and run_id and attempt:
+        put("21", f"{server}/{repository}/actions/runs/{run_id}/attempts/{attempt}")
+    put("22", claim("repository_visibility"))
+    return out
 
 
 def identity_string(name: x509.GeneralName) -> str:
@@ -619,12 +673,19 @@ class LocalSigstore:
         else:
             key = csr_or_public_key
         subject_key = _check_subject_key(key)  # (4)
-        leaf = self._issue_leaf(subject_key, san, claims["iss"], embed_sct=embed_sct)  # (5)
+        ci = github_actions_extensions(claims) if claims["iss"] == GITHUB_ACTIONS_ISSUER else {}
+        leaf = self._issue_leaf(subject_key, san, claims["iss"], embed_sct=embed_sct, ci=ci)  # (5)
         _log.info("issued a certificate for %s (issuer %s)", san.value, claims["iss"])
         return [leaf, self.intermediate_cert, self.root_cert]
 
     def _issue_leaf(
-        self, key: SubjectKey, san: x509.GeneralName, issuer: str, *, embed_sct: bool
+        self,
+        key: SubjectKey,
+        san: x509.GeneralName,
+        issuer: str,
+        *,
+        embed_sct: bool,
+        ci: dict[str, str] | None = None,
     ) -> x509.Certificate:
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         ca_key = self._intermediate_key
@@ -660,6 +721,11 @@ class LocalSigstore:
                 critical=False,
             )
         )
+        for suffix, value in sorted((ci or {}).items(), key=lambda kv: int(kv[0])):
+            oid = x509.ObjectIdentifier(f"1.3.6.1.4.1.57264.1.{suffix}")
+            builder = builder.add_extension(
+                x509.UnrecognizedExtension(oid, _der_utf8_string(value)), critical=False
+            )
         digest = hashes.SHA384()
         if not embed_sct:
             return builder.sign(ca_key, digest)

@@ -34,6 +34,7 @@ FORBIDDEN = (
     "psycopg",
     "psycopg_pool",
     "prometheus_client",
+    "oras",
 )
 CORE = sorted(p.stem for p in (ROOT / "verifier").glob("*.py") if p.stem != "__init__")
 

@@ -360,10 +360,12 @@ def record_inputs(
     log: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The CEL variables for a record: ``record``, ``signer``, ``sponsor``, ``log``, ``run``.
+    """The CEL variables: ``record``, ``signer``, ``sponsor``, ``log``, ``run``, ``builder``.
 
-    Absent parts are empty maps, so a rule that needs them fails (a missing
-    field never allows).
+    ``builder`` is the verified build provenance of the image being admitted
+    (the image gate and the admission webhook pass it in ``extra``). Absent
+    parts are empty maps, so a rule that needs them fails (a missing field
+    never allows).
     """
     sponsor_doc: dict[str, Any] = dict(sponsor or {})
     if not sponsor_doc:
@@ -379,5 +381,6 @@ def record_inputs(
         "sponsor": sponsor_doc,
         "log": dict(log or {}),
         "run": run_facts(statement),
+        "builder": {},
         **dict(extra or {}),
     }

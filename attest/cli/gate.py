@@ -14,8 +14,9 @@ from attest.cli.runner import GATE_EXIT_HELP
 from verifier.errors import InputError, UsageError
 
 TRUSTED_ROOT_MESSAGE = (
-    "--trusted-root (a Sigstore trusted root for keyless records) goes with "
-    "--sponsor-identity[-regexp] and --sponsor-oidc-issuer[-regexp]: who may sponsor runs"
+    "--trusted-root (a Sigstore trusted root for keyless signers) goes with "
+    "--sponsor-identity[-regexp] and --sponsor-oidc-issuer[-regexp] (who may sponsor runs) "
+    "or --builder-identity[-regexp] and --builder-oidc-issuer[-regexp] (which CI may build)"
 )
 
 
@@ -101,28 +102,39 @@ def cmd_gate_commits(args: argparse.Namespace) -> int:
 def cmd_gate_image(args: argparse.Namespace) -> int:
     """Check an image: verified provenance, then the agent commits behind it.
 
-    Find the image's SLSA Provenance v1 in the log (subject = the image
-    digest), verify it with --builder-key and its log entry, take the source
+    Find the image's SLSA Provenance v1 (subject = the image digest) among
+    the Sigstore bundles attached to it in its OCI registry (referrers API,
+    else the referrers tag schema; credentials from the docker config) and
+    in the log, and take the first that verifies: signed with a --builder-key
+    and in the log under its pinned key, or keylessly by a CI identity
+    matching --builder-identity[-regexp]/--builder-oidc-issuer[-regexp],
+    chained to --trusted-root and logged in any of its transparency logs.
+    Every candidate skipped is reported with why. Then take the source
     commit from it and apply the commit gate to BASELINE..COMMIT in --repo
     (without --repo, the source commit alone is checked against the records
-    claiming it).
+    claiming it); --policy sees the verified builder as 'builder'.
     """
-    from verifier.gate.images import check_image
+    from verifier.gate.images import check_image, registry_lookup
 
-    if not args.builder_key:
-        raise InputError("pass --builder-key PUB: the key(s) whose provenance the gate trusts")
+    builders = o.builder_trust(args)
     keys = o.load_keys(args.key)
-    builders = o.load_keys(args.builder_key, "builder key")
     trust = _gate_trust(args, o.sponsor_trust(args), keys)
+    lookup = None
+    if not args.no_registry:
+        lookup = registry_lookup(plain_http=args.plain_http, docker_config=args.registry_config)
     verdict = check_image(
         args.image,
         trust,
         builders,
+        registry=lookup,
         repo=Path(args.repo) if args.repo else None,
         baseline=args.baseline,
     )
     mark = "ok" if verdict.code == 0 else "FAIL"
     print(f"aer gate: {mark} {args.image}: {verdict.message}", file=sys.stderr)
+    if verdict.code == 0 and verdict.skipped:
+        for skipped in verdict.skipped:
+            print(f"aer gate:   skipped {skipped}", file=sys.stderr)
     if args.json:
         print_json(verdict.to_dict())
     return verdict.code
@@ -139,9 +151,11 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     takes an admission.k8s.io/v1 AdmissionReview for a Pod, Deployment,
     StatefulSet, DaemonSet, ReplicaSet, Job or CronJob and admits it only if
     every container, init container and ephemeral container image is pinned
-    by digest, has SLSA provenance in the log signed by a --builder-key, and
-    its source commit passes the commit gate's log-side checks (records
-    claiming it verify under --key and pass --policy). Errors and missed
+    by digest, has SLSA provenance by a trusted builder (--builder-key, or a
+    keyless --builder-identity/--builder-oidc-issuer under --trusted-root)
+    attached to it in its registry or in the log, and its source commit
+    passes the commit gate's log-side checks (records claiming it verify
+    under --key and pass --policy). Errors and missed
     deadlines deny (a denial carries status.code 403). Also GET /healthz,
     /readyz and /metrics. Without --tls-cert/--tls-key a CA and certificate
     are generated at start; the CA bundle is written to DATA/ca.pem and its
@@ -156,18 +170,24 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     from verifier.keys import key_id
 
     parser: argparse.ArgumentParser = args.parser
-    if args.trusted_root and not (args.sponsor_identity or args.sponsor_identity_regexp):
+    if args.trusted_root and not (
+        args.sponsor_identity
+        or args.sponsor_identity_regexp
+        or args.builder_identity
+        or args.builder_identity_regexp
+    ):
         parser.error(TRUSTED_ROOT_MESSAGE)
     sponsor_trust = o.sponsor_trust(args)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
-    if not args.builder_key:
-        parser.error("pass --builder-key PUB (repeatable): the keys whose provenance is trusted")
     if args.timeout <= 0 or args.timeout >= 30:
         parser.error("--timeout must be between 0 and 30 seconds (the API server's maximum)")
     if args.cache_ttl < 0:
         parser.error("--cache-ttl must not be negative")
-    builders = o.load_keys(args.builder_key, "builder key")
+    try:
+        builders = o.builder_trust(args)
+    except UsageError as e:
+        parser.error(str(e))
     keys = o.load_keys(args.key)
     log_key = load_log_key(args.log_key or args.log, notice=_admission_notice)
     if not isinstance(log_key, Ed25519PublicKey):
@@ -184,6 +204,9 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
         cache_ttl=args.cache_ttl,
         timeout=args.timeout,
         namespaces=frozenset(args.namespace or ()),
+        registry=not args.no_registry,
+        plain_http_registries=frozenset(args.plain_http_registry or ()),
+        docker_config=args.registry_config,
     )
     if args.tls_cert:
         certfile, keyfile = str(args.tls_cert), str(args.tls_key)
@@ -196,7 +219,7 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     policy = trust.policy
     _admission_notice(
         f"serving https://{args.host}:{args.port}/validate ({args.mode} mode, "
-        f"log {args.log} key {key_id(log_key)[:16]}…, {len(builders)} builder key(s), "
+        f"log {args.log} key {key_id(log_key)[:16]}…, {builders.describe()}, "
         f"{len(keys)} record key(s), policy {policy.name if policy else 'none'}, "
         f"cache {args.cache_ttl:g} s, timeout {args.timeout:g} s"
         + (f", namespaces {', '.join(sorted(config.namespaces))}" if config.namespaces else "")
@@ -217,7 +240,7 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
         "errorlog": "-",
         "preload_app": False,
     }
-    serve({"trust": trust, "builder_keys": builders, "config": config}, options)
+    serve({"trust": trust, "builders": builders, "config": config}, options)
     return 0
 
 
@@ -251,22 +274,26 @@ def register(cmds: Commands) -> None:
     p.add_argument("image", metavar="REF@sha256:HEX", help="the image, pinned by digest")
     o.add_log(p)
     o.add_log_key(p)
-    p.add_argument("--builder-key", action="append", metavar="PUB", help="trusted builder key")
     o.add_repo(p, "source repository checkout", default=None)
     p.add_argument("--baseline", metavar="REV", help="last trusted release (tag or commit)")
     _add_record_trust(
-        p, "CEL policy for the covering records", "author/committer e-mail pattern of agents"
+        p,
+        "CEL policy for the covering records (it sees the verified builder as 'builder')",
+        "author/committer e-mail pattern of agents",
     )
+    o.add_builder_options(p)
+    o.add_registry_options(p, plain_http="flag")
 
     admission = cmds.group("admission", ADMISSION_COMMANDS)
     p = admission.add("serve", cmd_admission_serve, raw=True)
     o.add_bind(p, port=8443, port_help="port (default 8443)")
     o.add_log(p)
     o.add_log_key(p)
-    p.add_argument(
-        "--builder-key", action="append", metavar="PUB", help="trusted builder key (repeatable)"
+    _add_record_trust(
+        p, "CEL policy the covering records must pass (it sees the verified builder as 'builder')"
     )
-    _add_record_trust(p, "CEL policy the covering records must pass")
+    o.add_builder_options(p)
+    o.add_registry_options(p, plain_http="host")
     p.add_argument(
         "--mode",
         choices=["enforce", "warn"],

@@ -209,6 +209,7 @@ _ID_OPTIONS = ("identity", "identity_regexp", "oidc_issuer", "oidc_issuer_regexp
 _WHO = {
     "certificate": "who must have signed it",
     "sponsor": "who may sponsor runs (sign records directly, or sign task grants)",
+    "builder": "which CI builders may sign image provenance keylessly",
 }
 _TRUSTED_ROOT_HELP = (
     "Sigstore trusted root (from 'aer trust-root'; default $AER_TRUSTED_ROOT, "
@@ -319,10 +320,88 @@ def sponsor_trust(args: argparse.Namespace) -> tuple[SponsorPolicy | None, Any]:
     """Return ``(sponsor policy, trusted root)`` from the options, or ``(None, None)``."""
     sponsors = identity_policy(args, "sponsor")
     if sponsors is None:
-        if args.trusted_root:
-            raise UsageError("--trusted-root goes with --sponsor-identity/--sponsor-oidc-issuer")
+        if args.trusted_root and not _has_builder_identity(args):
+            raise UsageError(
+                "--trusted-root goes with --sponsor-identity/--sponsor-oidc-issuer"
+                + (
+                    " or --builder-identity/--builder-oidc-issuer"
+                    if hasattr(args, "builder_identity")
+                    else ""
+                )
+            )
         return None, None
     return sponsors, trusted_root_from(args)
+
+
+def _has_builder_identity(args: argparse.Namespace) -> bool:
+    return any(getattr(args, f"builder_{o}", None) for o in _ID_OPTIONS)
+
+
+def add_builder_options(p: argparse.ArgumentParser) -> None:
+    """``--builder-key`` and the keyless builder identities (the sponsors' ``--trusted-root``)."""
+    g = add_identity_group(
+        p, ("builder",), "trusted builders (one way at least)", trusted_root_help=None
+    )
+    g.add_argument(
+        "--builder-key",
+        action="append",
+        metavar="PUB",
+        help="a builder key whose provenance (in AER's log) is trusted (repeatable)",
+    )
+
+
+def builder_trust(args: argparse.Namespace) -> Any:
+    """The :class:`~verifier.provenance.BuilderTrust` of ``--builder-key`` and ``--builder-*``.
+
+    Raises:
+        UsageError: neither a builder key nor a builder identity is given.
+    """
+    from verifier.provenance import BuilderTrust
+
+    identity = identity_policy(args, "builder")
+    keys = tuple(load_keys(args.builder_key, "builder key"))
+    if identity is None and not keys:
+        raise UsageError(
+            "say whose provenance is trusted: --builder-key PUB (repeatable) and/or "
+            "--builder-identity[-regexp] ID with --builder-oidc-issuer[-regexp] URL "
+            "(keyless, against --trusted-root)"
+        )
+    root = trusted_root_from(args) if identity is not None else None
+    return BuilderTrust(keys=keys, identity=identity, trusted_root=root)
+
+
+def add_registry_config(p: Parser) -> None:
+    """``--registry-config``: where registry credentials come from."""
+    p.add_argument(
+        "--registry-config",
+        metavar="FILE",
+        help="registry credentials: a docker config.json or a mounted .dockerconfigjson pull "
+        "secret (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)",
+    )
+
+
+def add_registry_options(p: argparse.ArgumentParser, *, plain_http: str) -> None:
+    """Where provenance attached to images is looked for, and how registries are reached."""
+    g = p.add_argument_group("OCI registry (provenance attached to the image)")
+    if plain_http == "flag":
+        g.add_argument(
+            "--plain-http",
+            action="store_true",
+            help="reach the image's registry over plain HTTP (loopback, air-gapped mirrors)",
+        )
+    else:
+        g.add_argument(
+            "--plain-http-registry",
+            action="append",
+            metavar="HOST:PORT",
+            help="reach this registry over plain HTTP (repeatable; default HTTPS only)",
+        )
+    add_registry_config(g)
+    g.add_argument(
+        "--no-registry",
+        action="store_true",
+        help="do not look in the image's registry; only in AER's log",
+    )
 
 
 def record_trust(args: argparse.Namespace, client: Any) -> Any:

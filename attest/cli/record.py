@@ -1,6 +1,6 @@
 """Record and sign: what runs beside the agent and in its pipeline.
 
-``aer record``, ``sign``, ``submit``, ``attest provenance``, ``policy check``,
+``aer record``, ``sign``, ``submit``, ``attest provenance|push``, ``policy check``,
 ``policy hook``, ``grant create``, ``hook`` and ``import-otel``.
 """
 
@@ -207,7 +207,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     """
     statement = read_file(args.statement, "statement")
     if args.keyless:
-        return _sign_keyless(args, statement)
+        return _sign_keyless(args, statement, args.statement, {"bundle": args.out})
     if args.identity_token or args.trust_config:
         raise UsageError("--identity-token and --trust-config go with --keyless, not --key")
     extra: dict[str, Any] = {"bundle": args.out}
@@ -220,7 +220,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
+def _sign_keyless(
+    args: argparse.Namespace, statement: bytes, what: str, extra: dict[str, Any]
+) -> int:
+    """Sign keylessly (the trust config's Fulcio and log), write ``--out`` and report it."""
     from attest.keyless import keyless_signer
     from verifier.bundle import format_bundle
 
@@ -233,7 +236,7 @@ def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
     write_atomic(Path(args.out), format_bundle(bundle))
     entry = bundle.tlog_entries[0] if bundle.tlog_entries else {}
     result = {
-        "bundle": args.out,
+        **extra,
         "identity": signer.identity,
         "issuer": signer.issuer,
         "logIndex": int(entry.get("logIndex", -1)),
@@ -243,7 +246,7 @@ def _sign_keyless(args: argparse.Namespace, statement: bytes) -> int:
         print_json(result)
     else:
         print(
-            f"signed {args.statement} as {signer.identity} ({signer.issuer}); "
+            f"signed {what} as {signer.identity} ({signer.issuer}); "
             f"logged at index {result['logIndex']} -> {args.out}"
         )
     return 0
@@ -277,7 +280,10 @@ def cmd_attest_provenance(args: argparse.Namespace) -> int:
     Write (and with --log, log) an SLSA Provenance v1 attestation whose
     subject is the image digest and whose resolved dependency is the source
     commit, so that 'aer gate image' and the admission webhook can trace the
-    image to its commits.
+    image to its commits. Sign it with the builder's --key, or --keyless with
+    the CI job's OIDC identity (as 'aer sign --keyless': the certificate is
+    the job's workflow identity and the entry goes to the trust config's
+    log). Attach the bundle to the image with 'aer attest push'.
     """
     from attest import gitrepo
     from attest.provenance import provenance_statement
@@ -296,9 +302,47 @@ def cmd_attest_provenance(args: argparse.Namespace) -> int:
         builder_id=args.builder_id,
         invocation_id=args.invocation_id,
     )
-    if _sign_with_key(args, statement, {"bundle": args.out, "commit": commit}, key_id=False):
+    extra = {"bundle": args.out, "commit": commit}
+    if args.keyless:
+        return _sign_keyless(args, statement, f"provenance for {', '.join(args.image)}", extra)
+    if args.identity_token or args.trust_config:
+        raise UsageError("--identity-token and --trust-config go with --keyless, not --key")
+    if _sign_with_key(args, statement, extra, key_id=False):
         return 0
     print(f"provenance for {', '.join(args.image)} (commit {commit[:12]}) -> {args.out}")
+    return 0
+
+
+def cmd_attest_push(args: argparse.Namespace) -> int:
+    """Attach Sigstore bundles to an image in its OCI registry.
+
+    Attach each BUNDLE to the image as an OCI 1.1 referrer, laid out as
+    cosign's bundle specification says (an artifact manifest of the bundle's
+    media type with the image as its subject), so that 'aer gate image', the
+    admission webhook, cosign and GitHub's tooling find it. Registries
+    without the referrers API get the referrers tag schema (the sha256-<hex>
+    index). Each bundle must attest this image digest (DSSE) or sign it
+    (message signature); attaching a bundle again changes nothing.
+    Credentials come from the docker config. Nothing is verified here: the
+    gate verifies what it finds.
+    """
+    from verifier.client.oci import ImageRef, RegistryClient, check_bundle_subject
+
+    ref = ImageRef.parse(args.image)
+    bundles = [(path, read_file(path, "bundle")) for path in args.bundles]
+    for path, data in bundles:
+        check_bundle_subject(data, ref.digest, path)
+    client = RegistryClient(
+        ref.registry, plain_http=args.plain_http, docker_config=args.registry_config
+    )
+    attached = []
+    for path, data in bundles:
+        digest, how = client.attach(ref, data)
+        attached.append({"bundle": path, "manifest": digest, "via": how})
+        if not args.json:
+            print(f"attached {path} to {ref} as {digest} ({how})")
+    if args.json:
+        print_json({"image": str(ref), "attached": attached})
     return 0
 
 
@@ -574,12 +618,7 @@ def register(cmds: Commands) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
 
     p = cmds.add("sign", cmd_sign, epilog=EXIT_CODES_HELP)
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--key", metavar="KEY", help="private key (PEM) from aer keygen")
-    how.add_argument(
-        "--keyless", action="store_true", help="sign with your OIDC identity (Sigstore)"
-    )
-    o.add_keyless_signing(p)
+    _add_signing(p, "private key (PEM) from aer keygen", "your OIDC identity")
     _add_logged_output(p, "with --key: also submit to this log", o.LOG_KEY_CHECK)
     p.add_argument("statement", metavar="STATEMENT", help="the Statement JSON file")
 
@@ -607,8 +646,21 @@ def register(cmds: Commands) -> None:
     p.add_argument("--source-uri", metavar="URI", help="source repository URI (default: origin)")
     p.add_argument("--builder-id", required=True, metavar="URI", help="the builder's identity URI")
     p.add_argument("--invocation-id", metavar="ID", help="the CI run id")
-    p.add_argument("--key", required=True, metavar="KEY", help="the builder's private key")
-    _add_logged_output(p, "also log it", o.LOG_KEY_PINNED)
+    _add_signing(p, "the builder's private key", "the CI job's OIDC identity")
+    _add_logged_output(p, "with --key: also log it", o.LOG_KEY_PINNED)
+
+    p = attest.add("push", cmd_attest_push)
+    p.add_argument(
+        "--image", required=True, metavar="REF@sha256:HEX", help="the image, pinned by digest"
+    )
+    p.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="reach the registry over plain HTTP (loopback, air-gapped mirrors)",
+    )
+    o.add_registry_config(p)
+    o.add_json(p)
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="Sigstore bundles to attach")
 
     policy = cmds.group("policy", POLICY_COMMANDS)
     p = policy.add("check", cmd_policy_check, epilog=EXIT_CODES_HELP)
@@ -628,6 +680,14 @@ def register(cmds: Commands) -> None:
     p = cmds.add("import-otel", cmd_import_otel)
     p.add_argument("trace", metavar="TRACE", help="OTLP/JSON file (one document or JSON lines)")
     o.add_events(p, "events file to append to ('-': stdout)")
+
+
+def _add_signing(p: argparse.ArgumentParser, key_help: str, identity: str) -> None:
+    """``--key KEY`` or ``--keyless`` (with its token and trust config), one required."""
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", metavar="KEY", help=key_help)
+    how.add_argument("--keyless", action="store_true", help=f"sign with {identity} (Sigstore)")
+    o.add_keyless_signing(p)
 
 
 def _add_logged_output(p: argparse.ArgumentParser, log_help: str, log_key_help: str) -> None:

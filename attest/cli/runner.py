@@ -32,11 +32,14 @@ EXIT_CODES_HELP = """exit codes:
 
 GATE_EXIT_HELP = """exit codes:
   0  every agent-authored commit is covered by a verified record (human commits pass)
+  2  usage error (e.g. no trusted builder for 'gate image')
   3  input error (repository, range, files, log unreachable)
   4  signature or identity failure (record not signed by a trusted key, subject mismatch)
+  5  the image's provenance is not SLSA provenance v1
+  6  the provenance found attests another image digest
   7  log proof failure (inclusion proof, checkpoint, SET)
-  8  policy denied
-  9  no record found for an agent-authored commit"""
+  8  policy denied, or the provenance's keyless builder is not a trusted identity
+  9  no record found for an agent-authored commit, or no provenance for the image"""
 
 AUDIT_EXIT_HELP = EXIT_CODES_HELP.replace(
     "7  transparency log failure (inclusion proof, checkpoint, consistency)",

@@ -275,10 +275,21 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
         email=args.email,
         audience=args.audience,
         ttl=args.ttl,
+        claims=_claims(args.claim),
     )
     _banner()
     print(token)
     return 0
+
+
+def _claims(values: list[str] | None) -> dict[str, str]:
+    claims = {}
+    for value in values or []:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--claim {value!r}: use NAME=VALUE")
+        claims[name] = text
+    return claims
 
 
 def register(cmds: Commands) -> None:
@@ -333,6 +344,14 @@ def register(cmds: Commands) -> None:
     )
     p.add_argument("--audience", default="sigstore", help="the aud claim (default sigstore)")
     p.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
+    p.add_argument(
+        "--claim",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an extra claim (repeatable), e.g. GitHub Actions' job_workflow_ref, repository, "
+        "ref, sha, workflow_ref, event_name: with --issuer "
+        "https://token.actions.githubusercontent.com they become Fulcio's CI extensions",
+    )
 
 
 def _stand_in_dir(p: argparse.ArgumentParser) -> None:

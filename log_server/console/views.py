@@ -14,21 +14,10 @@ from urllib.parse import urlencode
 
 from cryptography import x509
 
+from verifier.fulcio import extension_labels
+
 FIELDS = ("sponsor", "agent", "model", "repository", "commit", "decision", "since", "until")
 """The search filters of ``/ui/`` (query parameters, permalinks)."""
-
-# Fulcio's certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md)
-_FULCIO = {
-    "1.3.6.1.4.1.57264.1.8": "OIDC issuer",
-    "1.3.6.1.4.1.57264.1.9": "build signer URI",
-    "1.3.6.1.4.1.57264.1.11": "runner environment",
-    "1.3.6.1.4.1.57264.1.12": "source repository",
-    "1.3.6.1.4.1.57264.1.13": "source repository digest",
-    "1.3.6.1.4.1.57264.1.14": "source repository ref",
-    "1.3.6.1.4.1.57264.1.18": "build config URI",
-    "1.3.6.1.4.1.57264.1.21": "run invocation URI",
-}
-
 
 def search_link(path: str, params: Mapping[str, str | None]) -> str:
     """``path`` with the non-empty ``params`` as its query string."""
@@ -191,11 +180,7 @@ def certificate_summary(body: Mapping[str, Any]) -> dict[str, Any] | None:
             identities += [str(v) for v in sans.get_values_for_type(x509.UniformResourceIdentifier)]
         except x509.ExtensionNotFound:
             identities = []
-        extensions = []
-        for ext in cert.extensions:
-            name = _FULCIO.get(ext.oid.dotted_string)
-            if name and isinstance(ext.value, x509.UnrecognizedExtension):
-                extensions.append({"name": name, "value": _der_string(ext.value.value)})
+        extensions = extension_labels(cert)
         return {
             "identities": identities,
             "issuer": cert.issuer.rfc4514_string(),
@@ -205,13 +190,6 @@ def certificate_summary(body: Mapping[str, Any]) -> dict[str, Any] | None:
             "extensions": extensions,
         }
     return None
-
-
-def _der_string(data: bytes) -> str:
-    """A Fulcio extension value: a DER UTF8String (v2 OIDs), else the raw bytes as text."""
-    if len(data) >= 2 and data[0] == 0x0C and data[1] < 0x80:
-        return data[2 : 2 + data[1]].decode("utf-8", errors="replace")
-    return data.decode("utf-8", errors="replace")
 
 
 def log_history(log: Any, size: int, points: int = 40) -> dict[str, Any]:

@@ -216,6 +216,45 @@ class TestCertificateIdentity:
 
 
 class TestIssueCertificate:
+    def test_github_actions_identity_and_extensions(self, ls: LocalSigstore) -> None:
+        from sigstore.verify.policy import (
+            OIDCBuildConfigURI,
+            OIDCSourceRepositoryDigest,
+            OIDCSourceRepositoryRef,
+            OIDCSourceRepositoryURI,
+        )
+
+        from attest.localsigstore import GITHUB_ACTIONS_ISSUER
+        from verifier.fulcio import fulcio_extensions
+
+        workflow = "org/app/.github/workflows/build.yml@refs/heads/main"
+        claims = {
+            "job_workflow_ref": workflow,
+            "workflow_ref": workflow,
+            "repository": "org/app",
+            "ref": "refs/heads/main",
+            "sha": "ab" * 20,
+            "event_name": "push",
+            "run_id": "7",
+            "run_attempt": "2",
+        }
+        token = ls.issue_token(subject="repo:org/app:ref:refs/heads/main",
+                               issuer=GITHUB_ACTIONS_ISSUER, claims=claims)  # fmt: skip
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = ls.issue_certificate(csr_for(key), token)[0]
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uri = f"https://github.com/{workflow}"
+        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+        # sigstore-python's own extension policies read them as Fulcio's would be read.
+        OIDCSourceRepositoryURI("https://github.com/org/app").verify(leaf)
+        OIDCSourceRepositoryRef("refs/heads/main").verify(leaf)
+        OIDCSourceRepositoryDigest("ab" * 20).verify(leaf)
+        OIDCBuildConfigURI(uri).verify(leaf)
+        ext = fulcio_extensions(leaf)
+        assert ext["runInvocationURI"] == "https://github.com/org/app/actions/runs/7/attempts/2"
+        assert ext["buildTrigger"] == "push" and ext["issuer"] == GITHUB_ACTIONS_ISSUER
+        assert "runnerEnvironment" not in ext  # no claim, no extension
+
     def test_issue_certificate_fulcio_profile(self, ls: LocalSigstore) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         token = ls.issue_token(subject="alice", issuer=ISSUER, email=EMAIL)

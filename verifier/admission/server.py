@@ -25,7 +25,7 @@ def serve(app_args: dict[str, Any], options: dict[str, Any]) -> None:
 
             judge = Judge(
                 app_args["trust"],
-                app_args["builder_keys"],
+                app_args["builders"],
                 app_args["config"],
             )
             return create_app(judge)

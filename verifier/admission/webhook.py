@@ -5,9 +5,10 @@ or a workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob),
 collects every image of its containers, init containers and ephemeral
 containers, and answers in the same version with the request's ``uid``. Each
 image must be pinned by digest and pass :func:`verifier.gate.images.check_image`
-without a repository: verified SLSA provenance from a trusted builder key in
-the log, and a source commit whose claiming records verify and pass the
-policy. This module only translates those verdicts into answers; it decides
+without a repository: verified SLSA provenance from a trusted builder (a key,
+or a keyless CI identity under a trusted root), attached to the image in its
+registry or in the log, and a source commit whose claiming records verify and
+pass the policy. This module only translates those verdicts into answers; it decides
 nothing itself.
 
 Fail closed: a malformed review, an error, or no answer inside the deadline
@@ -50,10 +51,11 @@ from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from verifier.client.logclient import LogClient
 from verifier.errors import AerError, InputError, LogProofError
 from verifier.gate.commits import GateTrust
-from verifier.gate.images import ImageVerdict, check_image, parse_image_ref
+from verifier.gate.images import ImageVerdict, check_image, parse_image_ref, registry_lookup
 from verifier.jsonutil import loads_strict
 from verifier.keys import PublicKey, key_id
 from verifier.note import ed25519_verifier, key_id_hint_verifier
+from verifier.provenance import BuilderTrust
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 """AdmissionReview versions answered (each in its own version); deploy/ registers v1 only."""
@@ -378,14 +380,20 @@ class ImageResult:
     cacheable: bool = False
 
 
-def trust_digest(trust: GateTrust, builder_keys: Iterable[PublicKey]) -> str:
+def _builder_trust(builders: BuilderTrust | Iterable[PublicKey]) -> BuilderTrust:
+    if isinstance(builders, BuilderTrust):
+        return builders
+    return BuilderTrust(keys=tuple(builders))
+
+
+def trust_digest(trust: GateTrust, builders: BuilderTrust | Iterable[PublicKey]) -> str:
     """SHA-256 over the ids of every key the verdicts depend on.
 
-    Log, builders, record keys and, for keyless records, the sponsor policy
-    and the trusted Fulcio CAs.
+    Log, builders (keys, keyless identities and their Fulcio CAs), record keys
+    and, for keyless records, the sponsor policy and the trusted Fulcio CAs.
     """
     ids = [f"log {key_id(trust.log_key)}"]
-    ids += sorted(f"builder {key_id(k)}" for k in builder_keys)
+    ids += _builder_trust(builders).ids()
     ids += sorted(f"record {key_id(k)}" for k in trust.keys)
     if trust.sponsors is not None and trust.trusted_root is not None:
         ids.append(f"sponsors {trust.sponsors.describe()}")
@@ -491,7 +499,7 @@ class Metrics:
 # -- the judge ---------------------------------------------------------------------
 
 T = TypeVar("T")
-CheckFunc = Callable[[str, GateTrust, Sequence[PublicKey]], ImageVerdict]
+CheckFunc = Callable[[str, GateTrust, BuilderTrust], ImageVerdict]
 
 
 @dataclass(frozen=True)
@@ -506,6 +514,10 @@ class AdmissionConfig:
         max_body: largest request body accepted.
         workers: threads checking images in parallel.
         checkpoint_interval: seconds between checkpoint fetches at most.
+        registry: also look for provenance attached to the image in its registry.
+        plain_http_registries: ``host:port`` of registries reached over plain HTTP.
+        docker_config: registry credentials (a docker config or a mounted
+            ``.dockerconfigjson`` pull secret; default ``$DOCKER_CONFIG``, ``~/.docker``).
     """
 
     mode: str = "enforce"
@@ -515,6 +527,9 @@ class AdmissionConfig:
     max_body: int = MAX_BODY
     workers: int = 16
     checkpoint_interval: float = 1.0
+    registry: bool = True
+    plain_http_registries: frozenset[str] = frozenset()
+    docker_config: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -553,12 +568,16 @@ class Decision:
 _HINTS = {
     "NoRecordError": "Build the image in CI and log its provenance with "
     "'aer attest provenance --image NAME@sha256:... --log URL'.",
-    "SignatureError": "Its provenance must be signed by a builder key this webhook trusts "
-    "(--builder-key); rebuild it in the trusted pipeline.",
+    "SignatureError": "Its provenance must be signed by a builder this webhook trusts "
+    "(--builder-key, or --builder-identity/--builder-oidc-issuer); rebuild it in the "
+    "trusted pipeline.",
+    "SubjectMismatchError": "The provenance found attests another image digest; attach the "
+    "provenance of this digest ('aer attest push').",
     "SchemaError": "The provenance in the log is malformed; rebuild the image in CI.",
     "LogProofError": "The log's proofs do not verify under the pinned log key: do not "
     "deploy, and tell the log's operators.",
-    "PolicyError": "A record failed the policy; fix the run or ask the policy's owners.",
+    "PolicyError": "A builder identity or a record failed the trust policy; build in the "
+    "trusted pipeline, fix the run, or ask the policy's owners.",
     "commits": "Agent work behind this image is not covered by a verified record: record "
     "the agent run ('aer record') and log it ('aer sign --log'), or deploy an image built "
     "from a commit whose agent work is covered.",
@@ -611,11 +630,11 @@ class Judge:
     def __init__(
         self,
         trust: GateTrust,
-        builder_keys: Sequence[PublicKey],
+        builders: BuilderTrust | Sequence[PublicKey],
         config: AdmissionConfig | None = None,
         *,
         checkpoints: Callable[[], Checkpoint] | None = None,
-        check: CheckFunc = check_image,
+        check: CheckFunc | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -623,11 +642,12 @@ class Judge:
 
         Args:
             trust: record keys, the log client and pinned log key, the policy.
-            builder_keys: keys whose provenance is trusted.
+            builders: whose provenance is trusted (keys alone: a sequence of keys).
             config: mode, TTL, deadline, namespaces.
             checkpoints: returns the latest verified checkpoint (default: a
                 :class:`CheckpointWatcher` on ``trust.log``).
-            check: the per-image check (default :func:`check_image`).
+            check: the per-image check (default :func:`check_image`, looking in
+                the image's registry as ``config`` says, then in the log).
             metrics: where to count (default: a fresh registry).
             clock: monotonic seconds (tests pass a fake one).
 
@@ -635,9 +655,9 @@ class Judge:
             InputError: no checkpoint source is given and the log key is not Ed25519.
         """
         self.trust = trust
-        self.builder_keys = tuple(builder_keys)
+        self.builders = _builder_trust(builders)
         self.config = config or AdmissionConfig()
-        self.check = check
+        self.check = check if check is not None else self._check_image
         self.metrics = metrics or Metrics()
         self.clock = clock
         if checkpoints is None:
@@ -653,7 +673,7 @@ class Judge:
         self.checkpoints = checkpoints
         self.cache = DecisionCache(self.config.cache_ttl, clock=clock)
         self.policy_digest = trust.policy.digest if trust.policy is not None else "none"
-        self.trust_digest = trust_digest(trust, self.builder_keys)
+        self.trust_digest = trust_digest(trust, self.builders)
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="aer-check")
         self._local = threading.local()
         self._inflight: dict[Hashable, Future[Any]] = {}
@@ -688,9 +708,24 @@ class Judge:
             self._local.client = client
         return dataclasses.replace(self.trust, log=client)
 
+    def _check_image(self, image: str, trust: GateTrust, builders: BuilderTrust) -> ImageVerdict:
+        """:func:`check_image`, with the registry lookup bounded by this review's deadline."""
+        c = self.config
+        lookup = (
+            registry_lookup(
+                plain_http=c.plain_http_registries,
+                timeout=c.timeout,
+                deadline=time.monotonic() + c.timeout,
+                docker_config=c.docker_config,
+            )
+            if c.registry
+            else None
+        )
+        return check_image(image, trust, builders, registry=lookup)
+
     def _run_check(self, image: str, key: CacheKey) -> ImageResult:
         try:
-            verdict = self.check(image, self._trust(), self.builder_keys)
+            verdict = self.check(image, self._trust(), self.builders)
             result = _result_from_verdict(image, verdict)
         except Exception as e:  # a bug or an unexpected failure is a deny, not a crash
             result = _error_result(image, f"checking {image} failed: {_describe(e)}")

@@ -248,12 +248,16 @@ class CommitGate:
         progress: Callable[[str], None] | None = None,
         *,
         require_repo: bool = True,
+        builder: dict[str, Any] | None = None,
     ) -> None:
         """Create a gate over ``repo``.
 
         With ``require_repo=False`` (admission, no checkout at hand) subject
         digests are not recomputed: a record covers a commit by naming it.
+        ``builder`` (the image gate's verified provenance) is the policy's
+        ``builder`` variable; without it ``builder`` is an empty map.
         """
+        self.builder = dict(builder or {})
         self.repo = repo
         self.require_repo = require_repo
         self.trust = trust
@@ -282,7 +286,11 @@ class CommitGate:
             self._decisions[rec.uuid] = evaluate(
                 self.trust.policy,
                 record_inputs(
-                    statement, signer=rec.signer, sponsor=rec.sponsor, log=rec.log_entry.summary()
+                    statement,
+                    signer=rec.signer,
+                    sponsor=rec.sponsor,
+                    log=rec.log_entry.summary(),
+                    extra={"builder": self.builder},
                 ),
             )
         return self._decisions[rec.uuid]
