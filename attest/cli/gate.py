@@ -121,7 +121,7 @@ def cmd_gate_image(args: argparse.Namespace) -> int:
     trust = _gate_trust(args, o.sponsor_trust(args), keys)
     lookup = None
     if not args.no_registry:
-        lookup = registry_lookup(plain_http=args.plain_http, docker_config=args.registry_config)
+        lookup = registry_lookup(plain_http=args.plain_http, docker_config=o.registry_config(args))
     verdict = check_image(
         args.image,
         trust,
@@ -206,7 +206,7 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
         namespaces=frozenset(args.namespace or ()),
         registry=not args.no_registry,
         plain_http_registries=frozenset(args.plain_http_registry or ()),
-        docker_config=args.registry_config,
+        docker_config=o.registry_config(args),
     )
     if args.tls_cert:
         certfile, keyfile = str(args.tls_cert), str(args.tls_key)

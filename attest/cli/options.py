@@ -380,6 +380,14 @@ def add_registry_config(p: Parser) -> None:
     )
 
 
+def registry_config(args: argparse.Namespace) -> str | None:
+    """``--registry-config``, which must be a readable file when given."""
+    path: str | None = args.registry_config
+    if path is not None and not Path(path).is_file():
+        raise InputError(f"--registry-config {path}: no such file (a docker config.json)")
+    return path
+
+
 def add_registry_options(p: argparse.ArgumentParser, *, plain_http: str) -> None:
     """Where provenance attached to images is looked for, and how registries are reached."""
     g = p.add_argument_group("OCI registry (provenance attached to the image)")

@@ -333,7 +333,7 @@ def cmd_attest_push(args: argparse.Namespace) -> int:
     for path, data in bundles:
         check_bundle_subject(data, ref.digest, path)
     client = RegistryClient(
-        ref.registry, plain_http=args.plain_http, docker_config=args.registry_config
+        ref.registry, plain_http=args.plain_http, docker_config=o.registry_config(args)
     )
     attached = []
     for path, data in bundles:

@@ -234,7 +234,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
                 headers.update(self.auth.get_auth_header())
             resp = self._send(method, url, headers, kw)
             if resp.status_code in (401, 403):
-                headers, changed = self.auth.authenticate_request(resp, headers)
+                headers, changed = self._authenticate(resp, headers)
                 if changed:
                     resp.close()
                     resp = self._send(method, url, headers, kw)
@@ -245,6 +245,23 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         except ValueError as e:  # oras-py: a challenge it cannot answer
             raise RegistryError(f"registry {self.host} refused authentication: {e}") from e
         return resp
+
+    def _authenticate(
+        self, resp: requests.Response, headers: dict[str, str]
+    ) -> tuple[dict[str, str], bool]:
+        """Answer a registry's challenge; (headers, whether to retry).
+
+        Basic: the docker config's credentials for the host. Bearer: oras-py's
+        token flow (which would take a Basic realm for a token server's URL).
+        """
+        challenge = resp.headers.get("Www-Authenticate", "")
+        if challenge.lower().startswith("basic"):
+            basic = getattr(self.auth, "_basic_auth", None)
+            if not basic or headers.get("Authorization") == f"Basic {basic}":
+                return headers, False
+            return {**headers, "Authorization": f"Basic {basic}"}, True
+        new_headers, changed = self.auth.authenticate_request(resp, headers)
+        return dict(new_headers), bool(changed)
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], kw: dict[str, Any]
@@ -260,6 +277,11 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         with resp:
             if resp.status_code == 404:
                 return None
+            if resp.status_code in (401, 403):
+                raise RegistryError(
+                    f"registry {self.host} refused access to {what} ({resp.status_code}): "
+                    "log in ('docker login') or pass --registry-config"
+                )
             if resp.status_code != 200:
                 raise RegistryError(f"registry {self.host}: {what} answered {resp.status_code}")
             length = resp.headers.get("Content-Length", "")

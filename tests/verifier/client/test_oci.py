@@ -167,6 +167,32 @@ class TestTagSchemaRegistry:
             check_bundle_subject(b'{"mediaType": "text/plain"}', "sha256:" + "b" * 64, "x")
 
 
+class TestCredentials:
+    def test_docker_config_credentials_are_used(self, tmp_path: Path) -> None:
+        import base64
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # bcrypt for the registry's htpasswd (Python 3.11's crypt)
+
+        salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5)
+        (tmp_path / "htpasswd").write_text(f"ci:{crypt.crypt('s3cret', salt)}\n")
+        with running_registry(tmp_path / "reg", htpasswd=tmp_path / "htpasswd") as reg:
+            digest = push_image(reg.url, "team/app", auth=("ci", "s3cret"))
+            ref = ImageRef.parse(f"{reg.host}/team/app@{digest}")
+            config = tmp_path / "config.json"
+            token = base64.b64encode(b"ci:s3cret").decode()
+            config.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+            client = _client(reg.host, docker_config=str(config))
+            manifest, _ = client.attach(ref, SLSA_CASE.read_bytes())
+            assert [b.manifest for b in client.find_bundles(ref).bundles] == [manifest]
+            empty = tmp_path / "empty.json"
+            empty.write_text("{}")
+            with pytest.raises(RegistryError, match=r"refused access .*\(401\).*docker login"):
+                _client(reg.host, docker_config=str(empty)).find_bundles(ref)
+
+
 class TestHostileRegistries:
     def test_garbage_answers_are_a_registry_error(self) -> None:
         with _server(_Garbage) as host:

@@ -51,6 +51,9 @@ rules:
   - name: main-branch
     expression: builder.extensions.sourceRepositoryRef == "refs/heads/{ref}"
     message: images must be built from {ref}
+  - name: same-repository
+    expression: builder.extensions.sourceRepositoryURI == record.predicate.outputs.repository.uri
+    message: the image must come from the repository the agent worked in
   - name: same-commit
     expression: builder.extensions.sourceRepositoryDigest == builder.sourceCommit
     message: the builder's commit must be the one the provenance names
@@ -155,6 +158,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # An agent commit with a record signed by alice's key, in the log.
         w.ok("keygen", "--out", str(tmp / "alice"))
         repo = make_repo(tmp / "repo")
+        git(repo, "remote", "add", "origin", REPO_URI)  # the record names this repository
         (tmp / "agent.py").write_text(AGENT)
         w.ok("record", "--out", str(tmp / "a1.json"), "--sponsor", "alice@example.com", "--",
              sys.executable, str(tmp / "agent.py"), "a1", cwd=repo)  # fmt: skip
@@ -306,7 +310,11 @@ class TestBuilderPolicy:
             world.image, *KEYLESS, "--policy", str(self._policy(world, "main")),
         )  # fmt: skip
         assert code == 0, report
-        assert report["commits"][0]["policy"]["decision"] == "allow"
+        decision = report["commits"][0]["policy"]
+        assert decision["decision"] == "allow"
+        assert decision["passed"] == [
+            "main-branch", "same-repository", "same-commit",
+        ]  # fmt: skip
 
     def test_policy_denies_another_branch(self, world: World) -> None:
         code, report, _ = world.gate(
