@@ -119,9 +119,10 @@ class World:
         return out
 
     def gate(self, image: str, *args: str) -> tuple[int, dict[str, Any], str]:
+        keyless = any(a.startswith("--builder-identity") for a in args)
+        root = ["--trusted-root", str(self.trusted_root)] if keyless else []
         r = self.aer(
-            "gate", "image", image, "--log", self.log.url, "--trusted-root",
-            str(self.trusted_root), "--plain-http", "--json",
+            "gate", "image", image, "--log", self.log.url, *root, "--plain-http", "--json",
             "--key", str(self.tmp / "alice.pub"), *args,
         )  # fmt: skip
         assert "Traceback" not in r.stderr
@@ -278,13 +279,30 @@ class TestGateImageKeyless:
 
     def test_builder_keys_alone_do_not_trust_keyless_provenance(self, world: World) -> None:
         world.ok("keygen", "--out", str(world.tmp / "builder"))
-        r = world.aer(
-            "gate", "image", world.image, "--log", world.log.url, "--plain-http", "--json",
-            "--builder-key", str(world.tmp / "builder.pub"),
-        )  # fmt: skip
-        code, report = r.returncode, json.loads(r.stdout)
+        code, report, _ = world.gate(world.image, "--builder-key", str(world.tmp / "builder.pub"))
         assert code == 8, report
         assert "no keyless builder is trusted" in report["message"]
+
+    def test_key_signed_provenance_attached_to_the_registry(self, world: World) -> None:
+        world.ok("keygen", "--out", str(world.tmp / "ci"))
+        digest = push_image(world.registry.url, "example/keyed", b"keyed")
+        image = f"{world.registry.host}/example/keyed@{digest}"
+        bundle = world.tmp / "keyed.sigstore.json"
+        world.ok(
+            "attest", "provenance", "--image", image, "--commit", world.commit,
+            "--source-uri", f"git+{REPO_URI}@refs/heads/main", "--builder-id", BUILDER,
+            "--key", str(world.tmp / "ci.key"), "--log", world.log.url, "--out", str(bundle),
+        )  # fmt: skip
+        world.ok("attest", "push", "--image", image, "--plain-http", str(bundle))
+        code, report, _ = world.gate(image, "--builder-key", str(world.tmp / "ci.pub"))
+        assert code == 0, report
+        assert report["provenance"]["source"] == "registry"
+        assert set(report["provenance"]["builder"]) == {"keyId"}
+        # Another key's provenance is refused wherever it is found.
+        world.ok("keygen", "--out", str(world.tmp / "mallory"))
+        code, report, _ = world.gate(image, "--builder-key", str(world.tmp / "mallory.pub"))
+        assert code == 4, report
+        assert {s["source"] for s in report["skipped"]} == {"registry", "log"}
 
     def test_no_builder_trust_is_a_usage_error(self, world: World) -> None:
         code, _, stderr = world.gate(world.image)
