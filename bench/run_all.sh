@@ -34,4 +34,5 @@ else
   run $PY bench/audit.py --size 100000 --repeat 1 --seconds 10 --rate 20
 fi
 run $PY bench/keyless.py --runs 30
+run $PY bench/provenance.py --runs 30
 ls -l bench/results/*.json >&2
