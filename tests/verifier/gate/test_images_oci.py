@@ -277,6 +277,19 @@ class TestGateImageKeyless:
         want = ImageRef.parse(world.other).digest
         assert f"not {want}" in report["skipped"][0]["reason"]
 
+    def test_a_malformed_bundle_is_skipped_with_the_reason(self, world: World) -> None:
+        digest = push_image(world.registry.url, "example/payments", b"malformed")
+        image = f"{world.registry.host}/example/payments@{digest}"
+        junk = json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                           "verificationMaterial": {"certificate": "??"}}).encode()  # fmt: skip
+        client = RegistryClient(world.registry.host, plain_http=True)
+        manifest, _ = client.attach(ImageRef.parse(image), junk)
+        code, report, _ = world.gate(image, *KEYLESS)
+        assert code == 9, report
+        assert report["skipped"][0]["ref"] == manifest
+        assert "not a valid Sigstore bundle" in report["skipped"][0]["reason"]
+        assert "not a valid Sigstore bundle" in report["message"]
+
     def test_builder_keys_alone_do_not_trust_keyless_provenance(self, world: World) -> None:
         world.ok("keygen", "--out", str(world.tmp / "builder"))
         code, report, _ = world.gate(world.image, "--builder-key", str(world.tmp / "builder.pub"))
