@@ -19,7 +19,8 @@ Ed25519 log key and accepted only if it extends the last one (consistency
 proof), so a cached verdict never outlives the log state it was made on.
 
 Also: ``GET /healthz`` (liveness), ``GET /readyz`` (ready once a checkpoint
-has verified) and ``GET /metrics`` (Prometheus).
+has verified), ``GET /metrics`` (Prometheus) and ``GET /openapi.json`` (the
+webhook's API document, ``docs/admission-openapi.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives import serialization
@@ -867,8 +869,8 @@ def create_app(judge: Judge) -> Flask:
     """Create the webhook application around ``judge``.
 
     Returns:
-        A Flask app with ``POST /validate``, ``GET /healthz``, ``GET /readyz``
-        and ``GET /metrics``.
+        A Flask app with ``POST /validate``, ``GET /healthz``, ``GET /readyz``,
+        ``GET /metrics`` and ``GET /openapi.json``.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = judge.config.max_body
@@ -934,6 +936,12 @@ def create_app(judge: Judge) -> Flask:
     def metrics() -> Response:
         j: Judge = current_app.extensions["aer-admission"]
         return Response(prometheus_text(j.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """The webhook's OpenAPI document (docs/admission-openapi.json)."""
+        text = resources.files("verifier.admission").joinpath("openapi.json").read_text("utf-8")
+        return Response(text, mimetype="application/json")
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
