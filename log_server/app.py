@@ -212,6 +212,10 @@ def _json_body() -> Any:
     if ctype != "application/json":
         raise UnsupportedMediaType(f"send application/json, not {request.mimetype or 'nothing'!r}")
     data = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A chunked body is cut at the limit, not refused, by the WSGI layer.
+        raise PayloadTooLarge(f"request body too large (limit {limit} bytes)")
     try:
         return loads_strict(data)
     except ValueError as e:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -96,11 +97,18 @@ class ContractRun:
     phases: dict[str, str]
     output: str
 
+    @property
+    def links(self) -> str:
+        """The stateful phase's link coverage as schemathesis prints it, or ``none``."""
+        m = re.search(r"API Links:\s+(.+)", self.output)
+        return m[1].strip() if m else "none"
+
     def summary(self) -> str:
         """One line for logs and docs."""
         return (
             f"{self.target}: {self.operations} operations, {self.generated} test cases, "
-            f"{self.failures} failures, {self.errors} errors, phases {self.phases}"
+            f"{self.failures} failures, {self.errors} errors, phases {self.phases}, "
+            f"links {self.links}"
         )
 
 

@@ -900,9 +900,15 @@ def create_app(judge: Judge) -> Flask:
     @app.post("/validate")
     def validate() -> Response:
         j: Judge = current_app.extensions["aer-admission"]
-        start = j.clock()
+        # From when the request was queued (see server.py), when the server says.
+        arrival = request.environ.get("aer.arrival")
+        start = arrival if isinstance(arrival, float) else j.clock()
+        body = request.get_data(cache=False)
+        if request.content_length is None and len(body) >= j.config.max_body:
+            # A chunked body is cut at the limit, not refused, by the WSGI layer.
+            return _json_error(413, f"the request body is larger than {j.config.max_body} bytes")
         try:
-            review = parse_review(request.get_data(cache=False))
+            review = parse_review(body)
         except ReviewError as e:
             return _json_error(400, str(e))
         try:
