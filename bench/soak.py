@@ -143,7 +143,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     schedule = [("submit", args.rate), ("proof", 2 * args.rate), ("records", args.rate)]
     per_second = sum(r for _, r in schedule)
     samples: list[dict[str, Any]] = []
-    with Server(data_dir, threads=16) as server, ThreadPoolExecutor(32) as pool:
+    pragmas = {"cache_size": -args.cache_kib} if args.cache_kib else None
+    with (
+        Server(data_dir, threads=16, pragmas=pragmas) as server,
+        ThreadPoolExecutor(32) as pool,
+    ):
         load = Load(server.port, bodies)
         rss0, fds0 = rss_and_fds(server.pid)
         samples.append(
@@ -199,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rate": {k: r for k, r in schedule},
         "requests_per_second": per_second,
         "interval_s": args.interval,
+        "sqlite_cache_kib_per_connection": args.cache_kib or 65536,
         "acknowledged": len(load.acked),
         "tree_size": tree_size,
         "lost": lost,
@@ -263,7 +268,9 @@ def plot(result: dict[str, Any], where: Path) -> None:
     ax2.set_ylabel("open file descriptors")
     ax.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
-    fig.legend(loc="lower right")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     where.mkdir(parents=True, exist_ok=True)
@@ -294,10 +301,17 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=5.0,
                    help="submissions per second; proof reads 2x, records queries 1x (default 5)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds per sample (default 10)")
+    p.add_argument("--cache-kib", type=int, default=None,
+                   help="what-if: SQLite page cache per connection in KiB instead of the "
+                   "server's 65536 (runs the real app through bench/_whatif_app.py)")
     p.add_argument("--plots", default=str(ROOT / "docs"), help="where the PNG plots go")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/soak.json)")
+    p.add_argument("--replot", metavar="JSON", help="only redraw the plots from a result")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), Path(args.plots))
+        return
     emit("soak", run(args), args.out)
 
 
