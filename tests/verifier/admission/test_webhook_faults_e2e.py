@@ -195,10 +195,9 @@ class TestLogFaults:
             answers = list(pool.map(lambda r: timed_review(rig.hook, r), reviews))
         wall = time.monotonic() - t0
         took = sorted(t for _, t in answers)
-        results = {"allowed": 0, "denied in time": 0}
         for resp, _ in answers:
             assert resp["allowed"] is False, resp  # no provenance, or no decision in time
-            results["denied in time"] += 1
+            assert resp["status"]["code"] == 403
         print(
             f"burst: 40 reviews in {wall:.2f} s; latency p50 {took[20]:.2f} s, "
             f"max {took[-1]:.2f} s (deadline {DEADLINE} s, 8 server threads)"
