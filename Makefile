@@ -11,8 +11,12 @@ JS_DIR := tests/verifier/js
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.installed
 
-.PHONY: demo test lint typecheck pytest install node-deps clean fuzz
+.PHONY: demo test lint typecheck pytest install node-deps clean fuzz contract soak
 FUZZ_SECONDS ?= 60
+CONTRACT_EXAMPLES ?= 200
+CONTRACT_SEED ?= 16
+SOAK_MINUTES ?= 10
+SOAK_RATE ?= 5
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +56,19 @@ test: lint typecheck pytest
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install --quiet atheris
 	cd fuzz && ../$(BIN)/python run.py --seconds $(FUZZ_SECONDS)
+
+# The OpenAPI documents as a contract: schemathesis (every check and phase) against the
+# real log and the real admission webhook on loopback, CONTRACT_EXAMPLES per operation
+# (make test runs the same with 12, in tests/contract/); results in docs/robustness.md.
+contract: $(STAMP)
+	$(BIN)/python -m tests.contract.run --examples $(CONTRACT_EXAMPLES) --seed $(CONTRACT_SEED)
+
+# A bounded soak of the real log: SOAK_RATE submissions/s (plus 2x proof reads and 1x
+# records queries) for SOAK_MINUTES; memory, fds and p99 per interval, entries lost;
+# bench/results/soak.json and docs/soak-*.png; results in docs/robustness.md.
+soak: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

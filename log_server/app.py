@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from log_server.entries import prepare_entry
 from log_server.errors import (
@@ -89,6 +90,16 @@ class LogService:
         self.witnesser = witnesser
 
 
+class EntryIdConverter(BaseConverter):
+    """A path segment naming an entry: anything but ``retrieve`` (POST .../entries/retrieve).
+
+    Malformed UUIDs still reach the route and get its 400; only the sibling
+    route's name is kept out, so ``Allow`` there lists POST alone.
+    """
+
+    regex = r"(?!retrieve/?$)[^/]+"
+
+
 def _svc() -> LogService:
     svc: LogService = current_app.extensions["aer"]
     return svc
@@ -110,6 +121,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         The Flask app; its sequencer thread starts on the first submission.
     """
     app = Flask(__name__)
+    app.url_map.converters["entry_id"] = EntryIdConverter
     app.config.update(DEFAULTS)
     app.config.update(config or {})
     data_dir = Path(app.config["DATA_DIR"])
@@ -200,6 +212,10 @@ def _json_body() -> Any:
     if ctype != "application/json":
         raise UnsupportedMediaType(f"send application/json, not {request.mimetype or 'nothing'!r}")
     data = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A chunked body is cut at the limit, not refused, by the WSGI layer.
+        raise PayloadTooLarge(f"request body too large (limit {limit} bytes)")
     try:
         return loads_strict(data)
     except ValueError as e:
@@ -214,6 +230,15 @@ def _parse_uint(raw: str, what: str) -> int:
     if not _UINT.fullmatch(raw) or int(raw) > _MAX_INT:
         raise BadRequest(f"{what} must be a non-negative integer below 2^63, not {raw!r}")
     return int(raw)
+
+
+def _json_uint(value: Any) -> int | None:
+    """A JSON number that is a non-negative integer (JSON Schema counts 3.0 as one), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (value.is_integer() and value <= _MAX_INT):
+        return None
+    return int(value) if value >= 0 else None
 
 
 def _int_arg(
@@ -263,7 +288,7 @@ def create_entry() -> Response:
     return resp
 
 
-@rekor.get("/log/entries/<uuid>")
+@rekor.get("/log/entries/<entry_id:uuid>")
 def get_entry(uuid: str) -> Response:
     """An entry by UUID with a fresh inclusion proof."""
     log = _svc().log
@@ -286,7 +311,7 @@ def retrieve_entries() -> Response:
     if not isinstance(body, dict):
         raise BadRequest("send {entryUUIDs: [...]}, {logIndexes: [...]} or {entries: [...]}")
     for field in ("entryUUIDs", "logIndexes", "entries"):
-        if body.get(field) is not None and not isinstance(body[field], list):
+        if field in body and not isinstance(body[field], list):
             raise BadRequest(f"{field} must be a list")
     found: list[StoredEntry] = []
     cp = log.checkpoint()
@@ -295,8 +320,9 @@ def retrieve_entries() -> Response:
             found.append(log.find_entry(str(uuid)))
         except NotFound:
             continue
-    for idx in body.get("logIndexes") or []:
-        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+    for value in body.get("logIndexes") or []:
+        idx = _json_uint(value)
+        if idx is None:
             raise BadRequest("logIndexes must be non-negative integers")
         if idx < cp.size:
             found.append(log.entry_by_index(idx))
@@ -357,16 +383,23 @@ def index_retrieve() -> Response:
     body = _json_body()
     if not isinstance(body, dict):
         raise BadRequest("send {hash}, {email} or {publicKey: {format, content}}")
-    terms = []
-    if body.get("hash"):
-        h = str(body["hash"]).lower()
-        terms.append(h if ":" in h else "sha256:" + h)
-    if body.get("email"):
-        terms.append(str(body["email"]).lower())
+    for field in ("hash", "email"):
+        if field in body and not (isinstance(body[field], str) and body[field]):
+            raise BadRequest(f"{field} must be a non-empty string")
     pk = body.get("publicKey")
-    if isinstance(pk, dict) and pk.get("content"):
+    if "publicKey" in body and not (
+        isinstance(pk, dict) and isinstance(pk.get("content"), str) and pk["content"]
+    ):
+        raise BadRequest("publicKey must be an object with a non-empty content string")
+    terms = []
+    if "hash" in body:
+        h = body["hash"].lower()
+        terms.append(h if ":" in h else "sha256:" + h)
+    if "email" in body:
+        terms.append(body["email"].lower())
+    if isinstance(pk, dict):
         try:
-            pem = base64.b64decode(str(pk["content"]), validate=True)
+            pem = base64.b64decode(pk["content"], validate=True)
             canon = canonical_pem(pem)
         except (ValueError, AerError) as e:
             raise BadRequest(

@@ -228,7 +228,6 @@ def cmd_admission_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "workers": 1,
-        "worker_class": "gthread",
         "threads": args.threads,
         "certfile": certfile,
         "keyfile": keyfile,

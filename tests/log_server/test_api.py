@@ -539,6 +539,9 @@ class TestRetrieveEntries:
             ({"logIndexes": [-1]}, "non-negative"),
             ({"logIndexes": [True]}, "non-negative"),
             ({"logIndexes": ["1"]}, "non-negative"),
+            ({"logIndexes": [1.5]}, "non-negative"),
+            ({"logIndexes": [-1.0]}, "non-negative"),
+            ({"logIndexes": [9.3e18]}, "non-negative"),
             ({"entryUUIDs": ["zz"]}, "64 or 80 hex"),
         ],
     )
@@ -551,10 +554,26 @@ class TestRetrieveEntries:
         _error(client.post(f"{ENTRIES}/retrieve", data="{}"), 415)
 
     @pytest.mark.parametrize("field", ["entryUUIDs", "logIndexes", "entries"])
+    @pytest.mark.parametrize("value", [5, None])
     def test_retrieve_non_list_fields_bad_request(
-        self, client: FlaskClient, three: list[tuple[str, str]], field: str
+        self, client: FlaskClient, three: list[tuple[str, str]], field: str, value: Any
     ) -> None:
-        assert client.post(f"{ENTRIES}/retrieve", json={field: 5}).status_code == 400
+        assert client.post(f"{ENTRIES}/retrieve", json={field: value}).status_code == 400
+
+    def test_retrieve_integral_numbers_are_indexes(
+        self, client: FlaskClient, three: list[tuple[str, str]]
+    ) -> None:
+        # JSON Schema's integer includes 2.0, and the API document says integer.
+        resp = client.post(f"{ENTRIES}/retrieve", json={"logIndexes": [2.0, 0]})
+        assert [_one(a)[1]["logIndex"] for a in resp.get_json()] == [2, 0]
+
+    def test_retrieve_path_allows_post_only(self, client: FlaskClient) -> None:
+        # The path is not taken for an entry UUID (GET /log/entries/{uuid}).
+        for path in (f"{ENTRIES}/retrieve", f"{ENTRIES}/retrieve/"):
+            resp = client.options(path)
+            assert set(resp.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}, path
+            _error(client.get(path), 405)
+        _error(client.get(f"{ENTRIES}/retrievex"), 400, "64 or 80 hex")
 
 
 # -- GET /api/v1/log and consistency proofs -------------------------------------------
@@ -725,8 +744,11 @@ class TestIndexRetrieve:
         ("body", "match"),
         [
             ({}, "at least one"),
-            ({"hash": ""}, "at least one"),
-            ({"publicKey": {"format": "x509"}}, "at least one"),
+            ({"hash": ""}, "hash must be a non-empty string"),
+            ({"hash": 5}, "hash must be a non-empty string"),
+            ({"hash": "ab", "email": None}, "email must be a non-empty string"),
+            ({"publicKey": {"format": "x509"}}, "publicKey must be an object"),
+            ({"hash": "ab", "publicKey": "content"}, "publicKey must be an object"),
             ({"operator": "or"}, "at least one"),
             ([], "send {hash}"),
             ({"hash": "ab", "operator": "xor"}, "operator"),

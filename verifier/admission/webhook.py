@@ -20,7 +20,8 @@ Ed25519 log key and accepted only if it extends the last one (consistency
 proof), so a cached verdict never outlives the log state it was made on.
 
 Also: ``GET /healthz`` (liveness), ``GET /readyz`` (ready once a checkpoint
-has verified) and ``GET /metrics`` (Prometheus).
+has verified), ``GET /metrics`` (Prometheus) and ``GET /openapi.json`` (the
+webhook's API document, ``docs/admission-openapi.json``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives import serialization
@@ -902,8 +904,8 @@ def create_app(judge: Judge) -> Flask:
     """Create the webhook application around ``judge``.
 
     Returns:
-        A Flask app with ``POST /validate``, ``GET /healthz``, ``GET /readyz``
-        and ``GET /metrics``.
+        A Flask app with ``POST /validate``, ``GET /healthz``, ``GET /readyz``,
+        ``GET /metrics`` and ``GET /openapi.json``.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = judge.config.max_body
@@ -933,9 +935,15 @@ def create_app(judge: Judge) -> Flask:
     @app.post("/validate")
     def validate() -> Response:
         j: Judge = current_app.extensions["aer-admission"]
-        start = j.clock()
+        # From when the request was queued (see server.py), when the server says.
+        arrival = request.environ.get("aer.arrival")
+        start = arrival if isinstance(arrival, float) else j.clock()
+        body = request.get_data(cache=False)
+        if request.content_length is None and len(body) >= j.config.max_body:
+            # A chunked body is cut at the limit, not refused, by the WSGI layer.
+            return _json_error(413, f"the request body is larger than {j.config.max_body} bytes")
         try:
-            review = parse_review(request.get_data(cache=False))
+            review = parse_review(body)
         except ReviewError as e:
             return _json_error(400, str(e))
         try:
@@ -969,6 +977,12 @@ def create_app(judge: Judge) -> Flask:
     def metrics() -> Response:
         j: Judge = current_app.extensions["aer-admission"]
         return Response(prometheus_text(j.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """The webhook's OpenAPI document (docs/admission-openapi.json)."""
+        text = resources.files("verifier.admission").joinpath("openapi.json").read_text("utf-8")
+        return Response(text, mimetype="application/json")
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask.testing import FlaskClient
 
+from tests.conftest import ROOT
 from verifier import merkle
 from verifier.admission.webhook import (
     AdmissionConfig,
@@ -862,6 +863,28 @@ class TestApp:
         assert "POST" in c.get("/validate").headers["Allow"]
         r = c.get("/nope")
         assert r.status_code == 404 and "POST /validate" in r.get_json()["message"]
+
+
+class TestOpenApi:
+    """The webhook's own OpenAPI document (the contract run is tests/contract/)."""
+
+    def test_docs_copy_is_identical_and_served(self, client: tuple[FlaskClient, World]) -> None:
+        c, _ = client
+        packaged = ROOT / "verifier/admission/openapi.json"
+        assert (ROOT / "docs/admission-openapi.json").read_bytes() == packaged.read_bytes()
+        r = c.get("/openapi.json")
+        assert r.status_code == 200 and r.mimetype == "application/json"
+        assert r.get_data() == packaged.read_bytes()
+        assert "admission/openapi.json" in (ROOT / "pyproject.toml").read_text()
+
+    def test_every_route_is_documented(self, client: tuple[FlaskClient, World]) -> None:
+        c, _ = client
+        doc = json.loads((ROOT / "verifier/admission/openapi.json").read_text())
+        rules = [r for r in c.application.url_map.iter_rules() if r.endpoint != "static"]
+        assert {r.rule for r in rules} == set(doc["paths"])
+        for rule in rules:
+            methods = {m.lower() for m in (rule.methods or set()) - {"HEAD", "OPTIONS"}}
+            assert methods == set(doc["paths"][rule.rule]), rule.rule
 
 
 # -- the command line -----------------------------------------------------------------------
