@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import time
 from typing import Any
@@ -22,8 +23,47 @@ import _common as c
 import ingest_http as ih
 
 
-def serve(app: str, workers: int, threads: int, port: int) -> subprocess.Popen[bytes]:
-    args = [
+def serve(server: str, app: str, workers: int, threads: int, port: int) -> subprocess.Popen[bytes]:
+    if server == "granian":
+        args = [
+            str(c.VENV_BIN / "granian"),
+            "--interface",
+            "wsgi",
+            "--working-dir",
+            str(c.BENCH),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--backpressure",
+            str(threads),
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+            f"_floor_app:{app}",
+        ]
+    else:
+        args = gunicorn_args(app, workers, threads, port)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if c.http_get("127.0.0.1", port, "/healthz", timeout=2)[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("floor server did not start")
+
+
+def gunicorn_args(app: str, workers: int, threads: int, port: int) -> list[str]:
+    """gunicorn gthread with the options ``aer log serve`` used before issue 13."""
+    return [
         str(c.VENV_BIN / "gunicorn"),
         "--chdir",
         str(c.BENCH),
@@ -43,22 +83,14 @@ def serve(app: str, workers: int, threads: int, port: int) -> subprocess.Popen[b
         "warning",
         f"_floor_app:{app}",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if c.http_get("127.0.0.1", port, "/healthz", timeout=2)[0] == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError("floor server did not start")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", type=int, default=6000)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--servers", default="gunicorn,granian")
+    ap.add_argument("--apps", default="wsgi,flask_app")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--clients", type=int, default=16)
@@ -71,27 +103,30 @@ def main() -> None:
         "params": {k: v for k, v in vars(args).items() if k != "out"},
         "runs": [],
     }
-    for app in ("wsgi", "flask_app"):
-        for workers in [int(x) for x in args.workers.split(",")]:
-            port = c.free_port()
-            proc = serve(app, workers, args.threads, port)
-            try:
-                pids = c.process_tree(proc.pid)
-                cpu0 = c.cpu_seconds(pids)
-                raw = ih.drive(port, entries, args.clients, args.seconds)
-                cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
-            res = ih.summarize(raw, args.seconds, args.seconds * 0.1)
-            n = max(res["created_201"], 1)
-            res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
-            res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
-            c.log(
-                f"floor {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
-                f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
-            )
-            result["runs"].append({"app": app, "workers": workers, "threads": args.threads, **res})
+    for server, app, workers in itertools.product(
+        args.servers.split(","), args.apps.split(","), [int(x) for x in args.workers.split(",")]
+    ):
+        port = c.free_port()
+        proc = serve(server, app, workers, args.threads, port)
+        try:
+            pids = c.process_tree(proc.pid)
+            cpu0 = c.cpu_seconds(pids)
+            raw = ih.drive(port, entries, args.clients, args.seconds)
+            cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        res = ih.summarize(raw, args.seconds, args.seconds * 0.1)
+        n = max(res["created_201"], 1)
+        res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
+        res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
+        c.log(
+            f"floor {server} {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
+            f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
+        )
+        result["runs"].append(
+            {"server": server, "app": app, "workers": workers, "threads": args.threads, **res}
+        )
     c.emit("http_floor", result, args.out)
 
 
