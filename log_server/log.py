@@ -43,6 +43,17 @@ class Integrated:
     checkpoint: StoredCheckpoint
     proof: tuple[bytes, ...] | None = None
 
+    def stored(self, entry: PreparedEntry) -> StoredEntry:
+        """The stored entry that ``entry`` (the submission that landed here) became."""
+        return StoredEntry(
+            self.index,
+            entry.leaf_hash,
+            entry.kind,
+            entry.body,
+            self.integrated_time,
+            entry.envelope,
+        )
+
 
 class TransparencyLog:
     """The operations of one log over a storage backend."""

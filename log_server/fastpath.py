@@ -1,0 +1,126 @@
+"""``POST /api/v1/log/entries`` without Flask's per-request machinery.
+
+Submissions are the log's hot path: Flask's request context, routing,
+``Request``/``Response`` objects and ``jsonify`` cost about as much CPU per
+request as the ECDSA verification the log must do (docs/benchmarks.md, issue
+13). :class:`SubmitFastPath` is WSGI middleware in front of the Flask app.
+It answers a well-formed submission itself (parse once, verify once, sequence,
+201 with the same headers and the same JSON bytes as the Flask route) and
+hands everything else to Flask unchanged:
+
+* any other method or path;
+* a request without a plain ``Content-Length``, a body above the app's
+  ``MAX_CONTENT_LENGTH`` or a media type other than ``application/json``;
+* a submission that is malformed or does not verify: Flask gets the same
+  bytes back and its route answers the 4xx exactly as before, so the bad-input
+  answers are the route's own (the fast path never writes one).
+
+Only what happens after verification is answered here: 409 for a duplicate
+and 503 when the entry could not be integrated, in the app's ``{code,
+message}`` JSON. Nothing reaches the sequencer before it is verified.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
+from http import HTTPStatus
+from typing import Any
+
+from log_server.entries import prepare_entry
+from log_server.errors import LogServerError, Unavailable
+from log_server.log import Sequencer, TransparencyLog
+from verifier.jsonutil import loads_strict
+
+PATH = "/api/v1/log/entries"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class SubmitFastPath:
+    """WSGI middleware answering verified submissions; the rest goes to ``app``."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        log: TransparencyLog,
+        sequencer: Sequencer,
+        dumps: Callable[[Any], str],
+        max_content_length: int | None,
+        submit_timeout: float,
+    ) -> None:
+        """Wrap ``app`` (the Flask ``wsgi_app``); ``dumps`` encodes JSON as ``jsonify`` does."""
+        self.app = app
+        self.log = log
+        self.sequencer = sequencer
+        self.dumps = dumps
+        self.max_content_length = max_content_length
+        self.submit_timeout = submit_timeout
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """Serve one WSGI request."""
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != PATH:
+            return self.app(environ, start_response)
+        length = _content_length(environ)
+        ctype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if (
+            length is None
+            or ctype != "application/json"
+            or (self.max_content_length is not None and length > self.max_content_length)
+            or environ.get("HTTP_TRANSFER_ENCODING")
+        ):
+            return self.app(environ, start_response)
+        data = environ["wsgi.input"].read(length) if length else b""
+        try:
+            prepared = prepare_entry(loads_strict(data))
+        except (LogServerError, ValueError):
+            # Bad input: the Flask route answers it, from the same bytes.
+            environ["wsgi.input"] = io.BytesIO(data)
+            return self.app(environ, start_response)
+        try:
+            landed = self.sequencer.submit(prepared).result(timeout=self.submit_timeout)
+        except FutureTimeout:
+            e: LogServerError = Unavailable(
+                "the entry was not integrated in time; retry (duplicates answer 409)"
+            )
+            return self._error(e, start_response)
+        except LogServerError as e:
+            return self._error(e, start_response)
+        entry = landed.stored(prepared)
+        answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
+        uuid = entry.uuid
+        headers = [("Location", f"/api/v1/log/entries/{uuid}"), ("ETag", uuid)]
+        return self._json(201, answer, headers, start_response)
+
+    def _error(self, e: LogServerError, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = {"code": e.status, "message": e.message}
+        return self._json(e.status, body, list(e.headers.items()), start_response)
+
+    def _json(
+        self,
+        status: int,
+        obj: Any,
+        headers: list[tuple[str, str]],
+        start_response: Callable[..., Any],
+    ) -> Iterable[bytes]:
+        body = f"{self.dumps(obj)}\n".encode()  # as jsonify writes it
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                *headers,
+            ],
+        )
+        return [body]
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    raw = environ.get("CONTENT_LENGTH")
+    if not raw or not raw.isdigit():
+        return None
+    return int(raw)
