@@ -1,14 +1,16 @@
-"""The HTTP stack's own ceiling: gunicorn gthread (+ Flask) with no log work.
+"""The HTTP stack's own ceiling: the HTTP server (+ Flask) with no log work.
 
 Serves bench/_floor_app.py (raw WSGI, and a Flask route that parses the JSON
-body and jsonifies an answer the size of a real entry answer) with the same
-gunicorn options as ``aer log serve`` and drives it with the same client
-processes as ingest_http.py, posting the same signed entries. Whatever
-ingest_http.py reaches is bounded by this; server CPU per request here is
-the stack's share of the per-submission cost.
+body and jsonifies an answer the size of a real entry answer) under each of
+``--servers``: granian (WSGI, the options ``aer log serve`` uses since issue
+13) and gunicorn gthread (the options it used before), and drives it with the
+same client processes as ingest_http.py, posting the same signed entries.
+Whatever ingest_http.py reaches is bounded by this; server CPU per request
+here is the stack's share of the per-submission cost.
 
 Usage:
     .venv/bin/python bench/http_floor.py --size 6000 --seconds 5
+    .venv/bin/python bench/http_floor.py --servers granian --apps flask_app --workers 2
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def serve(server: str, app: str, workers: int, threads: int, port: int) -> subpr
             str(workers),
             "--blocking-threads",
             str(threads),
-            "--backpressure",
-            str(threads),
+            "--http",
+            "1",
+            "--no-ws",
             "--backlog",
             "2048",
             "--log-level",
@@ -85,6 +88,36 @@ def gunicorn_args(app: str, workers: int, threads: int, port: int) -> list[str]:
     ]
 
 
+def measure(
+    server: str,
+    app: str,
+    workers: int,
+    threads: int,
+    entries: list[bytes],
+    clients: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """One floor run: start ``server`` on ``_floor_app:app``, drive it, stop it."""
+    port = c.free_port()
+    proc = serve(server, app, workers, threads, port)
+    try:
+        cpu0 = c.cpu_seconds(c.process_tree(proc.pid))
+        raw = ih.drive(port, entries, clients, seconds)
+        cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    res = ih.summarize(raw, seconds, seconds * 0.1)
+    n = max(res["created_201"], 1)
+    res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
+    res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
+    c.log(
+        f"floor {server} {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
+        f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
+    )
+    return {"server": server, "app": app, "workers": workers, "threads": threads, **res}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", type=int, default=6000)
@@ -106,26 +139,8 @@ def main() -> None:
     for server, app, workers in itertools.product(
         args.servers.split(","), args.apps.split(","), [int(x) for x in args.workers.split(",")]
     ):
-        port = c.free_port()
-        proc = serve(server, app, workers, args.threads, port)
-        try:
-            pids = c.process_tree(proc.pid)
-            cpu0 = c.cpu_seconds(pids)
-            raw = ih.drive(port, entries, args.clients, args.seconds)
-            cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-        res = ih.summarize(raw, args.seconds, args.seconds * 0.1)
-        n = max(res["created_201"], 1)
-        res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
-        res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
-        c.log(
-            f"floor {server} {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
-            f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
-        )
         result["runs"].append(
-            {"server": server, "app": app, "workers": workers, "threads": args.threads, **res}
+            measure(server, app, workers, args.threads, entries, args.clients, args.seconds)
         )
     c.emit("http_floor", result, args.out)
 
