@@ -190,7 +190,7 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
 def thread_cpu_delta(pid: int, before: dict[int, tuple[float, float]], per: int) -> dict[str, Any]:
     """Summarize per-thread CPU used since ``before``, in ms per unit of work ``per``.
 
-    The worker's main thread (tid == pid) is gunicorn's accept/poll loop; the
+    The worker's main thread (tid == pid) is the server's (granian's) main loop; the
     busiest other thread that is not a request thread is usually the
     sequencer. Request threads are reported as a sum and a max.
     """
