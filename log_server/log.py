@@ -67,6 +67,9 @@ class TransparencyLog:
         self._lock_path = lock_path
         self._lock_fd: Any = None
         self._thread_lock = threading.Lock()
+        # The tree's compact range as this log last committed it: the next
+        # batch starts from it when no other writer has grown the tree since.
+        self._last_range = merkle.CompactRange()
 
     # -- writing -----------------------------------------------------------
 
@@ -147,8 +150,14 @@ class TransparencyLog:
                 fresh.append((i, e))
             if not fresh:
                 return [r for r in results if r is not None]
-            # (3)
-            cr = merkle.CompactRange.from_stored(size, batch.read_hashes)
+            # (3) the compact range at ``size``: ours from the last commit when
+            # the tree is still that size (sizes only grow), else from storage
+            last = self._last_range
+            cr = (
+                last.copy()
+                if last.size == size
+                else merkle.CompactRange.from_stored(size, batch.read_hashes)
+            )
             stored: list[bytes] = []
             cr.extend((e.leaf_hash for _, e in fresh), stored)
             hashes_start = merkle.stored_hash_count(size)
@@ -182,6 +191,7 @@ class TransparencyLog:
                 tuple(merkle.prove_inclusion(size + k, cr.size, read)) if with_proofs else ()
                 for k in range(len(fresh))
             ]
+        self._last_range = cr  # committed
         for k, (i, _) in enumerate(fresh):
             results[i] = Integrated(
                 index=size + k,

@@ -228,6 +228,25 @@ class TestIntegrate:
         # No transaction left open: the next batch lands where the failed one would have.
         assert _indexes(log.integrate([entries[3]])) == [3]
 
+    def test_integrate_two_writers_interleaved_match_reference(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
+    ) -> None:
+        # Two writers of one log (two workers, or two front-ends): each starts
+        # a batch from its own last compact range only while the tree is still
+        # the size it left it at; the other's commits must be read from storage.
+        other = opener(tmp_path / "data")
+        try:
+            lo = 0
+            for writer, n in ((log, 3), (log, 2), (other, 5), (log, 1), (other, 4), (other, 6)):
+                assert _indexes(writer.integrate(entries[lo : lo + n])) == list(range(lo, lo + n))
+                lo += n
+                leaves = [e.leaf_hash for e in entries[:lo]]
+                for w in (log, other):
+                    assert w.checkpoint().root_hash == ref_root(leaves)
+                    assert w.inclusion_proof(lo - 1, lo) == ref_inclusion(lo - 1, leaves)
+        finally:
+            other.storage.close()
+
     def test_integrate_malformed_aer_predicate_does_not_poison_batch(
         self, log: TransparencyLog, entries: list[PreparedEntry]
     ) -> None:
