@@ -15,18 +15,21 @@ hands everything else to Flask unchanged:
   bytes back and its route answers the 4xx exactly as before, so the bad-input
   answers are the route's own (the fast path never writes one).
 
-Only what happens after verification is answered here: 409 for a duplicate
-and 503 when the entry could not be integrated, in the app's ``{code,
-message}`` JSON. Nothing reaches the sequencer before it is verified.
+Only what happens after verification is answered here: 409 for a duplicate,
+503 when the entry could not be integrated and 500 for a fault, in the app's
+``{code, message}`` JSON. Nothing reaches the sequencer before it is verified.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from typing import Any
+
+from werkzeug.exceptions import InternalServerError
 
 from log_server.entries import prepare_entry
 from log_server.errors import LogServerError, Unavailable
@@ -34,6 +37,8 @@ from log_server.log import Sequencer, TransparencyLog
 from verifier.jsonutil import loads_strict
 
 PATH = "/api/v1/log/entries"
+
+_logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -77,12 +82,14 @@ class SubmitFastPath:
         data = environ["wsgi.input"].read(length) if length else b""
         try:
             prepared = prepare_entry(loads_strict(data))
-        except (LogServerError, ValueError):
-            # Bad input: the Flask route answers it, from the same bytes.
+        except Exception:  # not ours to answer: the route answers it, as before
+            # Bad input (or a fault): the Flask route answers it, from the same bytes.
             environ["wsgi.input"] = io.BytesIO(data)
             return self.app(environ, start_response)
         try:
             landed = self.sequencer.submit(prepared).result(timeout=self.submit_timeout)
+            entry = landed.stored(prepared)
+            answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
         except FutureTimeout:
             e: LogServerError = Unavailable(
                 "the entry was not integrated in time; retry (duplicates answer 409)"
@@ -90,8 +97,11 @@ class SubmitFastPath:
             return self._error(e, start_response)
         except LogServerError as e:
             return self._error(e, start_response)
-        entry = landed.stored(prepared)
-        answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
+        except Exception:
+            # What Flask does with an unhandled error: log it, answer the app's JSON 500.
+            _logger.exception("submission failed after verification")
+            fault = {"code": 500, "message": InternalServerError.description}
+            return self._json(500, fault, [], start_response)
         uuid = entry.uuid
         headers = [("Location", f"/api/v1/log/entries/{uuid}"), ("ETag", uuid)]
         return self._json(201, answer, headers, start_response)
