@@ -18,6 +18,7 @@ and only then stops the worker, so every acknowledged submission is answered.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,4 +118,15 @@ def serve(
     def load(_target: str) -> Any:  # runs in each worker process
         return create_app(app_config)
 
+    logging.getLogger("_granian").addFilter(_not_thread_count_advice)
     server.serve(target_loader=load)
+
+
+def _not_thread_count_advice(record: logging.LogRecord) -> bool:
+    """Drop granian's start-up advice against many WSGI threads.
+
+    It assumes threads that compute; the log's request threads mostly wait for
+    their batch's commit (group commit needs them), so ``--threads 16`` is
+    meant, and the warning would only confuse operators at every start.
+    """
+    return "Python threads" not in record.getMessage()
