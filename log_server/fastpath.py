@@ -4,9 +4,12 @@ Submissions are the log's hot path: Flask's request context, routing,
 ``Request``/``Response`` objects and ``jsonify`` cost about as much CPU per
 request as the ECDSA verification the log must do (docs/benchmarks.md, issue
 13). :class:`SubmitFastPath` is WSGI middleware in front of the Flask app.
-It answers a well-formed submission itself (parse once, verify once, sequence,
-201 with the same headers and the same JSON bytes as the Flask route) and
-hands everything else to Flask unchanged:
+It hands a well-formed submission's bytes to the sequencer
+(:meth:`~log_server.log.Sequencer.submit_raw`), whose thread parses and
+verifies it, integrates the batch it belongs to and writes its 201 (the
+route's headers, jsonify's bytes): one thread does a batch's work instead of
+request threads and the sequencer passing the GIL back and forth. Everything
+else goes to Flask unchanged:
 
 * any other method or path;
 * a request without a plain ``Content-Length``, a body above the app's
@@ -17,7 +20,7 @@ hands everything else to Flask unchanged:
 
 Only what happens after verification is answered here: 409 for a duplicate,
 503 when the entry could not be integrated and 500 for a fault, in the app's
-``{code, message}`` JSON. Nothing reaches the sequencer before it is verified.
+``{code, message}`` JSON. Nothing is integrated before it is verified.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from typing import Any
 
 from werkzeug.exceptions import InternalServerError
 
-from log_server.entries import prepare_entry
+from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import LogServerError, Unavailable
-from log_server.log import Sequencer, TransparencyLog
+from log_server.log import Integrated, NotPrepared, Sequencer, TransparencyLog
 from verifier.jsonutil import loads_strict
 
 PATH = "/api/v1/log/entries"
@@ -81,15 +84,13 @@ class SubmitFastPath:
             return self.app(environ, start_response)
         data = environ["wsgi.input"].read(length) if length else b""
         try:
-            prepared = prepare_entry(loads_strict(data))
-        except Exception:  # not ours to answer: the route answers it, as before
-            # Bad input (or a fault): the Flask route answers it, from the same bytes.
+            future = self.sequencer.submit_raw(data, _prepare, self._render)
+            uuid, body = future.result(timeout=self.submit_timeout)
+        except NotPrepared:
+            # Bad input (or a fault while preparing): the Flask route answers it,
+            # from the same bytes, exactly as before.
             environ["wsgi.input"] = io.BytesIO(data)
             return self.app(environ, start_response)
-        try:
-            landed = self.sequencer.submit(prepared).result(timeout=self.submit_timeout)
-            entry = landed.stored(prepared)
-            answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
         except FutureTimeout:
             e: LogServerError = Unavailable(
                 "the entry was not integrated in time; retry (duplicates answer 409)"
@@ -102,13 +103,21 @@ class SubmitFastPath:
             _logger.exception("submission failed after verification")
             fault = {"code": 500, "message": InternalServerError.description}
             return self._json(500, fault, [], start_response)
-        uuid = entry.uuid
         headers = [("Location", f"/api/v1/log/entries/{uuid}"), ("ETag", uuid)]
-        return self._json(201, answer, headers, start_response)
+        return self._respond(201, body, headers, start_response)
+
+    def _render(self, prepared: PreparedEntry, landed: Integrated) -> tuple[str, bytes]:
+        """The 201's body for an entry that landed (run by the sequencer thread)."""
+        entry = landed.stored(prepared)
+        answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
+        return entry.uuid, self._encode(answer)
 
     def _error(self, e: LogServerError, start_response: Callable[..., Any]) -> Iterable[bytes]:
         body = {"code": e.status, "message": e.message}
         return self._json(e.status, body, list(e.headers.items()), start_response)
+
+    def _encode(self, obj: Any) -> bytes:
+        return f"{self.dumps(obj)}\n".encode()  # as jsonify writes it
 
     def _json(
         self,
@@ -117,7 +126,15 @@ class SubmitFastPath:
         headers: list[tuple[str, str]],
         start_response: Callable[..., Any],
     ) -> Iterable[bytes]:
-        body = f"{self.dumps(obj)}\n".encode()  # as jsonify writes it
+        return self._respond(status, self._encode(obj), headers, start_response)
+
+    def _respond(
+        self,
+        status: int,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        start_response: Callable[..., Any],
+    ) -> Iterable[bytes]:
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
             [
@@ -134,3 +151,8 @@ def _content_length(environ: dict[str, Any]) -> int | None:
     if not raw or not raw.isdigit():
         return None
     return int(raw)
+
+
+def _prepare(data: bytes) -> PreparedEntry:
+    """Parse and verify a submission's body (run by the sequencer thread)."""
+    return prepare_entry(loads_strict(data))
