@@ -10,12 +10,18 @@ thread CPU µs per submission; with ``--callgrind`` it runs the same work under
 the difference in instructions per submission, which does not depend on what
 else runs on the machine (start-up and imports cancel out).
 
+With ``--threads N`` it also runs the work from N submitting threads through
+the real ``Sequencer``, both ways the server can split it (request threads
+verify and answer / the sequencer thread does a batch's work), and reports
+process CPU per submission and the mean batch size.
+
 Run it on another checkout (an earlier commit) with that checkout first on
 ``PYTHONPATH`` to compare code versions; it uses only APIs both have.
 
 Usage:
     .venv/bin/python bench/submission_cost.py --size 1000 --batch 16
     .venv/bin/python bench/submission_cost.py --size 300 --batch 16 --callgrind
+    .venv/bin/python bench/submission_cost.py --size 4000 --threads 16
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ from typing import Any
 import _common as c
 
 from log_server.entries import prepare_entry
-from log_server.log import Integrated, TransparencyLog
+from log_server.log import Integrated, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.storage.base import StoredEntry
 from log_server.storage.sqlite import SQLiteStorage
@@ -64,6 +71,63 @@ def run(requests: list[bytes], batch: int) -> float:
         cpu = time.thread_time() - t0
         log.storage.close()
         return cpu
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run_threaded(requests: list[bytes], threads: int, mode: str) -> dict[str, float]:
+    """The same work from ``threads`` submitting threads through the real Sequencer.
+
+    ``mode`` ``threads``: each thread parses and verifies, ``submit``s, waits, and
+    builds the answer (the request path before issue 13's last step);
+    ``sequencer``: each thread hands the bytes to ``submit_raw`` and the
+    sequencer thread does everything for its batch. Returns process CPU µs per
+    submission, submissions/s and the mean batch size.
+    """
+    data = Path(tempfile.mkdtemp(prefix="aer-bench-cost-"))
+    try:
+        identity = load_or_create(data, "bench.example", "bench.example")
+        log = TransparencyLog(
+            SQLiteStorage(data / "log.db", synchronous="FULL"), identity, data / "writer.lock"
+        )
+        log.ensure_checkpoint()
+        seq = Sequencer(log)
+
+        def answer(p: Any, res: Integrated) -> bytes:
+            entry = StoredEntry(
+                res.index, p.leaf_hash, p.kind, p.body, res.integrated_time, p.envelope
+            )
+            obj = log.entry_answer(entry, res.checkpoint, res.proof)
+            return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+        def prepare(raw: bytes) -> Any:
+            return prepare_entry(loads_strict(raw))
+
+        def client(chunk: list[bytes]) -> None:
+            for raw in chunk:
+                if mode == "sequencer":
+                    seq.submit_raw(raw, prepare, answer).result()
+                else:
+                    p = prepare(raw)
+                    answer(p, seq.submit(p).result())
+
+        workers = [
+            threading.Thread(target=client, args=(requests[i::threads],)) for i in range(threads)
+        ]
+        t0, w0 = os.times(), time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        t1, w1 = os.times(), time.perf_counter()
+        seq.close()
+        log.storage.close()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        return {
+            "cpu_us_per_submission": cpu * 1e6 / len(requests),
+            "submissions_per_s": len(requests) / (w1 - w0),
+            "mean_batch": len(requests) / max(seq.batches, 1),
+        }
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -103,6 +167,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1000, help="signed submissions")
     ap.add_argument("--batch", type=int, default=16, help="submissions per transaction")
     ap.add_argument("--callgrind", action="store_true", help="instructions per submission")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="also from this many submitting threads through the real Sequencer, both ways\n"
+        "(request threads verify and answer / the sequencer thread does it all)",
+    )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -124,6 +195,17 @@ def main() -> None:
         "median": sorted(cpu)[1] * 1e6 / args.size,
     }
     c.log(f"cpu: {result['cpu_us_per_submission']['median']:.0f} us per submission (median of 3)")
+    if args.threads:
+        modes = ["threads", "sequencer"] if hasattr(Sequencer, "submit_raw") else ["threads"]
+        result["threaded"] = {}
+        for mode in modes:
+            res = run_threaded(requests, args.threads, mode)
+            result["threaded"][mode] = res
+            c.log(
+                f"{args.threads} threads, work in {mode}: {res['cpu_us_per_submission']:.0f} us "
+                f"CPU per submission, {res['submissions_per_s']:.0f}/s, "
+                f"mean batch {res['mean_batch']:.1f}"
+            )
     if args.callgrind:
         full, empty = _callgrind(args.size, args.batch), _callgrind(0, args.batch)
         result["instructions_per_submission"] = (full - empty) / args.size
