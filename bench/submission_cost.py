@@ -48,15 +48,21 @@ from log_server.storage.sqlite import SQLiteStorage
 from verifier.jsonutil import loads_strict
 
 
+def _fresh_log(data: Path) -> TransparencyLog:
+    """A new log in ``data`` (SQLite, FULL), as ``aer log serve`` opens it."""
+    identity = load_or_create(data, "bench.example", "bench.example")
+    log = TransparencyLog(
+        SQLiteStorage(data / "log.db", synchronous="FULL"), identity, data / "writer.lock"
+    )
+    log.ensure_checkpoint()
+    return log
+
+
 def run(requests: list[bytes], batch: int) -> float:
     """Do the submissions' work on a fresh log; return thread CPU seconds."""
     data = Path(tempfile.mkdtemp(prefix="aer-bench-cost-"))
     try:
-        identity = load_or_create(data, "bench.example", "bench.example")
-        log = TransparencyLog(
-            SQLiteStorage(data / "log.db", synchronous="FULL"), identity, data / "writer.lock"
-        )
-        log.ensure_checkpoint()
+        log = _fresh_log(data)
         t0 = time.thread_time()
         for lo in range(0, len(requests), batch):
             prepared = [prepare_entry(loads_strict(r)) for r in requests[lo : lo + batch]]
@@ -86,11 +92,7 @@ def run_threaded(requests: list[bytes], threads: int, mode: str) -> dict[str, fl
     """
     data = Path(tempfile.mkdtemp(prefix="aer-bench-cost-"))
     try:
-        identity = load_or_create(data, "bench.example", "bench.example")
-        log = TransparencyLog(
-            SQLiteStorage(data / "log.db", synchronous="FULL"), identity, data / "writer.lock"
-        )
-        log.ensure_checkpoint()
+        log = _fresh_log(data)
         seq = Sequencer(log)
 
         def answer(p: Any, res: Integrated) -> bytes:
