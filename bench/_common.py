@@ -190,7 +190,7 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
 def thread_cpu_delta(pid: int, before: dict[int, tuple[float, float]], per: int) -> dict[str, Any]:
     """Summarize per-thread CPU used since ``before``, in ms per unit of work ``per``.
 
-    The worker's main thread (tid == pid) is gunicorn's accept/poll loop; the
+    The worker's main thread (tid == pid) is the server's (granian's) main loop; the
     busiest other thread that is not a request thread is usually the
     sequencer. Request threads are reported as a sum and a max.
     """
@@ -249,8 +249,9 @@ class Server:
         """``app_config`` / ``pragmas`` (what-if runs only): extra create_app settings
         the CLI does not expose (e.g. ``{"MAX_WAIT": 0.002}``) and SQLite PRAGMAs
         for every connection (e.g. ``{"mmap_size": 268435456}``); the server is
-        then started as ``gunicorn '_whatif_app:create_app({...}, {...})'`` (the
-        real create_app; bench/_whatif_app.py) with the options serve() uses."""
+        then started as ``granian --factory _whatif_app:from_env`` (the real
+        create_app, bench/_whatif_app.py; the settings in ``$AER_WHATIF``) with the
+        options serve() uses."""
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.app_config = app_config
@@ -283,29 +284,32 @@ class Server:
                 **({"MAX_BATCH": max_batch} if max_batch else {}),
                 **(app_config or {}),
             }
+            self.whatif_env = json.dumps({"config": cfg, "pragmas": pragmas or {}})
             self.args = [
-                str(VENV_BIN / "gunicorn"),
-                "--chdir",
+                str(VENV_BIN / "granian"),
+                "--interface",
+                "wsgi",
+                "--factory",
+                "--working-dir",
                 str(BENCH),
-                "--bind",
-                f"127.0.0.1:{self.port}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
                 "--workers",
                 str(workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
+                "--blocking-threads",
                 str(threads),
-                "--timeout",
-                "60",
-                "--graceful-timeout",
-                "10",
-                "--keep-alive",
-                "30",
+                "--http",
+                "1",
+                "--no-ws",
                 "--backlog",
                 "2048",
+                "--workers-kill-timeout",
+                "40",
                 "--log-level",
                 "warning",
-                f"_whatif_app:create_app({cfg!r}, {pragmas or {}!r})",
+                "_whatif_app:from_env",
             ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_dir = tmpdir("server-log")
@@ -320,7 +324,14 @@ class Server:
             load_or_create(self.data_dir, "bench.example", "bench.example")
             SQLiteStorage(self.data_dir / "log.db").close()
         self._logf = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.args, stdout=self._logf, stderr=subprocess.STDOUT)
+        env = dict(os.environ)
+        # This checkout's code, not whatever an editable install points at.
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        if self.whatif:
+            env["AER_WHATIF"] = self.whatif_env
+        self.proc = subprocess.Popen(
+            self.args, stdout=self._logf, stderr=subprocess.STDOUT, env=env
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

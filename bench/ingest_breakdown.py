@@ -10,7 +10,7 @@ JSON encoding. Then the whole request through Flask's test client
 (create_app, real sequencer thread), optionally under cProfile.
 
 The sum of the stages, compared with ``server_cpu_ms_per_201`` from
-ingest_http.py, tells how much is HTTP server (gunicorn) overhead.
+ingest_http.py, tells how much is HTTP server (granian) and threading overhead.
 
 Usage:
     .venv/bin/python bench/ingest_breakdown.py --size 2000

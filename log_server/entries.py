@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -60,12 +61,26 @@ def _b64(value: object, what: str) -> bytes:
         raise BadRequest(f"{what} is not valid base64") from e
 
 
-def _load_verifier(pem: bytes, what: str) -> tuple[bytes, Any, list[str]]:
-    """Return (canonical PEM, public key, identities) for a PEM key or certificate."""
+def _load_verifier(pem: bytes, what: str) -> tuple[bytes, Any, tuple[str, ...]]:
+    """Return (canonical PEM, public key, identities) for a PEM key or certificate.
+
+    Raises:
+        BadRequest: ``pem`` is neither (the message names ``what``).
+    """
     try:
-        canon = canonical_pem(pem)
+        return _verifier_material(pem)
     except AerError as e:
         raise BadRequest(f"{what}: {e}") from e
+
+
+@functools.lru_cache(maxsize=1024)
+def _verifier_material(pem: bytes) -> tuple[bytes, Any, tuple[str, ...]]:
+    """Parse a verifier once per distinct PEM (clients resend the same key).
+
+    Keys and certificates are immutable, so the parsed values are shared;
+    an unparsable PEM raises (AerError) and is not cached.
+    """
+    canon = canonical_pem(pem)
     identities: list[str] = []
     key: Any
     if b"CERTIFICATE" in canon:
@@ -81,7 +96,7 @@ def _load_verifier(pem: bytes, what: str) -> tuple[bytes, Any, list[str]]:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         key = load_pem_public_key(canon)
-    return canon, key, identities
+    return canon, key, tuple(identities)
 
 
 def _verify_raw(key: Any, sig: bytes, message: bytes) -> bool:
@@ -153,14 +168,18 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
         pairs[env_obj["signatures"][i]["sig"]] = match[0]
         keys.append(_key_fingerprint(match[0]))
         keys += [ident.lower() for ident in match[2]]
-    body = format_dsse_body(envelope_json, envelope.payload, list(pairs.items()))
+    payload_hash = hashlib.sha256(envelope.payload).hexdigest()
+    envelope_hash = hashlib.sha256(envelope_json).hexdigest()
+    body = format_dsse_body(
+        envelope_json,
+        envelope.payload,
+        list(pairs.items()),
+        envelope_hash=envelope_hash,
+        payload_hash=payload_hash,
+    )
     if len(body) > MAX_BODY_SIZE:
         raise PayloadTooLarge(f"entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE}")
-    index = {
-        "sha256:" + hashlib.sha256(envelope.payload).hexdigest(),
-        "sha256:" + hashlib.sha256(envelope_json).hexdigest(),
-        *keys,
-    }
+    index = {"sha256:" + payload_hash, "sha256:" + envelope_hash, *keys}
     statement = None
     if envelope.payload_type == "application/vnd.in-toto+json":
         try:

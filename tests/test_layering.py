@@ -28,6 +28,7 @@ FORBIDDEN = (
     "flask",
     "werkzeug",
     "gunicorn",
+    "granian",
     "requests",
     "sqlite3",
     "sqlite_utils",

@@ -534,6 +534,10 @@ class Note:
     unverified: tuple[Signature, ...]
 
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+"""The control characters a note text may not hold (every one below a space but newline)."""
+
+
 def _check_text(text: str) -> None:
     """Check a note text per signed-note, "Format" (raises NoteError)."""
     if not text.endswith("\n"):
@@ -542,7 +546,7 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise NoteError("malformed note: text is not valid UTF-8") from e
-    if any(c < " " and c != "\n" for c in text):
+    if _CONTROL.search(text):
         raise NoteError("malformed note: control character in text")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from verifier.keys import PublicKey, key_id, verify_signature
 from verifier.note import key_id_hint_verifier
 
 API_VERSION = "0.0.1"
+_MAX_SAFE_INT = 2**53
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _UUID = re.compile(r"^([0-9a-f]{16})?([0-9a-f]{64})$")
 
@@ -61,9 +63,19 @@ def canonical_pem(material: bytes) -> bytes:
 
 
 def format_dsse_body(
-    envelope_json: bytes, payload: bytes, signatures: list[tuple[str, bytes]]
+    envelope_json: bytes,
+    payload: bytes,
+    signatures: list[tuple[str, bytes]],
+    *,
+    envelope_hash: str | None = None,
+    payload_hash: str | None = None,
 ) -> bytes:
     """Return the canonical Rekor ``dsse`` v0.0.1 entry body.
+
+    The body has a fixed shape, so it is written directly in RFC 8785 form
+    (keys in order, no whitespace; the signature strings JSON-escaped as
+    RFC 8785 escapes them); ``_dsse_body_rfc8785`` is the same body through
+    the general encoder, and the tests hold the two equal.
 
     Args:
         envelope_json: the envelope exactly as submitted (its SHA-256 is
@@ -71,25 +83,39 @@ def format_dsse_body(
         payload: the decoded DSSE payload (its SHA-256 is ``payloadHash``).
         signatures: ``(signature as in the envelope, canonical PEM of the
             key or certificate that verified it)`` pairs.
+        envelope_hash: ``envelope_json``'s SHA-256 (hex) when the caller has it.
+        payload_hash: ``payload``'s SHA-256 (hex) when the caller has it.
     """
-    sigs = sorted(
-        ({"signature": s, "verifier": base64.b64encode(pem).decode()} for s, pem in signatures),
-        key=lambda d: d["signature"],
-    )
+    eh = envelope_hash or hashlib.sha256(envelope_json).hexdigest()
+    ph = payload_hash or hashlib.sha256(payload).hexdigest()
+    sigs = sorted((s, base64.b64encode(pem).decode()) for s, pem in signatures)
+    try:
+        listed = ",".join(f'{{"signature":{_json_str(s)},"verifier":"{v}"}}' for s, v in sigs)
+        return (
+            f'{{"apiVersion":"{API_VERSION}","kind":"dsse","spec":{{'
+            f'"envelopeHash":{{"algorithm":"sha256","value":"{eh}"}},'
+            f'"payloadHash":{{"algorithm":"sha256","value":"{ph}"}},'
+            f'"signatures":[{listed}]}}}}'
+        ).encode()
+    except UnicodeEncodeError:  # lone surrogates: let the general encoder report them
+        return _dsse_body_rfc8785(eh, ph, sigs)
+
+
+def _json_str(s: str) -> str:
+    """A JSON string as RFC 8785 writes it (the C encoder escapes the same characters)."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _dsse_body_rfc8785(eh: str, ph: str, sigs: list[tuple[str, str]]) -> bytes:
+    """The dsse body through the general RFC 8785 encoder (the reference form)."""
     return dumps_canonical(
         {
             "apiVersion": API_VERSION,
             "kind": "dsse",
             "spec": {
-                "envelopeHash": {
-                    "algorithm": "sha256",
-                    "value": hashlib.sha256(envelope_json).hexdigest(),
-                },
-                "payloadHash": {
-                    "algorithm": "sha256",
-                    "value": hashlib.sha256(payload).hexdigest(),
-                },
-                "signatures": sigs,
+                "envelopeHash": {"algorithm": "sha256", "value": eh},
+                "payloadHash": {"algorithm": "sha256", "value": ph},
+                "signatures": [{"signature": s, "verifier": v} for s, v in sigs],
             },
         }
     )
@@ -130,14 +156,20 @@ def parse_uuid(uuid: str) -> tuple[str | None, str]:
 
 
 def set_payload(body: bytes, integrated_time: int, log_id_hex: str, log_index: int) -> bytes:
-    """Return the bytes a signed entry timestamp signs (RFC 8785 JSON)."""
+    """Return the bytes a signed entry timestamp signs (RFC 8785 JSON).
+
+    Written directly (fixed keys; base64, integers and a JSON-escaped log id)
+    when the integers are ones RFC 8785 writes as plain digits, else through
+    the general encoder; the tests hold the two equal.
+    """
+    b64 = base64.b64encode(body).decode()
+    if all(type(n) is int and 0 <= n < _MAX_SAFE_INT for n in (integrated_time, log_index)):
+        return (
+            f'{{"body":"{b64}","integratedTime":{integrated_time},'
+            f'"logID":{_json_str(log_id_hex)},"logIndex":{log_index}}}'
+        ).encode()
     return dumps_canonical(
-        {
-            "body": base64.b64encode(body).decode(),
-            "integratedTime": integrated_time,
-            "logID": log_id_hex,
-            "logIndex": log_index,
-        }
+        {"body": b64, "integratedTime": integrated_time, "logID": log_id_hex, "logIndex": log_index}
     )
 
 

@@ -233,7 +233,12 @@ def register(cmds: Commands) -> None:
         default=1,
         help="worker processes (default 1; one writer at a time either way)",
     )
-    p.add_argument("--threads", type=int, default=16, help="threads per worker (default 16)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="request threads per worker, also the requests it admits at once (default 16)",
+    )
     p.add_argument(
         "--synchronous",
         choices=["FULL", "NORMAL"],

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from flask import Flask
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from sigstore._internal.rekor.checkpoint import SignedCheckpoint
 from sigstore._internal.rekor.client import RekorClient, RekorLogInfo
@@ -224,6 +224,26 @@ class TestCreateEntry:
         # And AER's verifier accepts the dsse entry sigstore-python made.
         dsse_answer = client.get(f"{ENTRIES}?logIndex=0").get_json()
         _verify_answer(client, dsse_answer, envelope.to_json(), cert_pem(cert))
+
+    def test_create_entry_answer_bytes_are_jsonify_bytes(
+        self, app: Flask, client: FlaskClient, key: ec.EllipticCurvePrivateKey
+    ) -> None:
+        # Submissions are answered before Flask's routing (log_server/fastpath.py);
+        # the answer must be what the route's jsonify writes, byte for byte.
+        proposed, _ = dsse_proposal(_statement(0), key)
+        created = _post(client, proposed)
+        uuid, entry = _one(created.get_json())
+        dup = _post(client, proposed)
+        got = client.get(f"{ENTRIES}/{uuid}")  # same checkpoint, same SET: same object
+        assert got.get_json() == {uuid: entry}
+        with app.app_context():
+            conflict = {"code": 409, "message": dup.get_json()["message"]}
+            for resp, obj in ((created, {uuid: entry}), (dup, conflict), (got, {uuid: entry})):
+                assert resp.content_type == "application/json"
+                assert resp.get_data() == jsonify(obj).get_data()
+                assert resp.headers["Content-Length"] == str(len(resp.get_data()))
+        assert created.headers["Location"] == dup.headers["Location"] == f"{ENTRIES}/{uuid}"
+        assert created.headers["ETag"] == dup.headers["ETag"] == uuid
 
     def test_create_entry_duplicate_conflict(
         self, client: FlaskClient, key: ec.EllipticCurvePrivateKey

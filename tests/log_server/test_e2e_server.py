@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -395,6 +398,69 @@ class TestServerProcess:
                 bundle = requests.get(f"{log.url}/api/v2/tile/entries/{path}", timeout=10).content
                 cr.extend(merkle.hash_leaf(b) for b in merkle.parse_entry_bundle(bundle))
             assert cr.size == size and cr.root().hex() == root
+
+    def test_sigterm_answers_every_accepted_submission(
+        self, tmp_path: Path, key: ec.EllipticCurvePrivateKey
+    ) -> None:
+        """SIGTERM while submissions wait for their commit: each still gets its 201.
+
+        The test holds the log's real writer lock (``writer.lock``, the lock
+        a second writer process would hold), so the submissions it sends are
+        accepted, verified and queued but cannot commit. It then sends SIGTERM
+        to the server's main process (as a process supervisor does) and
+        releases the lock: every submission must be answered 201 and be in the
+        log after a restart.
+        """
+        entries = proposals(8, key)
+        data = tmp_path / "data"
+        log = start_log(data, None, "--workers", "2")
+        answers: dict[int, requests.Response | Exception] = {}
+
+        def client(i: int) -> None:
+            try:
+                answers[i] = requests.post(
+                    log.url + "/api/v1/log/entries", json=entries[i], timeout=60
+                )
+            except requests.RequestException as e:
+                answers[i] = e
+
+        with (data / "writer.lock").open("a+") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(len(entries))]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            while _lock_waiters(data / "writer.lock") == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _lock_waiters(data / "writer.lock") > 0, "no sequencer waits for the lock"
+            time.sleep(0.5)  # let the other submissions reach the sequencer's queue
+            assert not answers, "answered before the writer lock was released"
+            os.kill(log.proc.pid, signal.SIGTERM)
+            time.sleep(0.5)  # the workers are stopping now, with the submissions in flight
+            assert log.proc.poll() is None, "the server exited with submissions in flight"
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            for t in threads:
+                t.join(timeout=60)
+        assert log.proc.wait(timeout=60) == 0
+        statuses = {i: getattr(a, "status_code", repr(a)) for i, a in answers.items()}
+        assert statuses == dict.fromkeys(range(len(entries)), 201)
+        uuids = {next(iter(a.json())) for a in answers.values() if isinstance(a, requests.Response)}
+        with running_log(data) as log:
+            assert tree(log.url)[0] == len(entries)
+            for uid in uuids:
+                r = requests.get(f"{log.url}/api/v1/log/entries/{uid}", timeout=10)
+                assert r.status_code == 200, uid
+
+
+def _lock_waiters(path: Path) -> int:
+    """How many processes wait for an flock on ``path`` (from /proc/locks)."""
+    inode = path.stat().st_ino
+    waiting = 0
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[-3].rsplit(":", 1)[-1] == str(inode):
+            waiting += 1
+    return waiting
 
 
 def _sigstore_keyring(der: bytes) -> object:

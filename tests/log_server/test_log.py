@@ -6,6 +6,7 @@ SQLite migrations are tested here too, PostgreSQL's in storage/test_postgres.py.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -16,8 +17,8 @@ import sqlite_utils
 
 from log_server.app import check_identity, open_storage
 from log_server.entries import PreparedEntry, prepare_entry
-from log_server.errors import Conflict, Unavailable
-from log_server.log import Integrated, Sequencer, TransparencyLog
+from log_server.errors import Conflict, Unavailable, Unprocessable
+from log_server.log import Integrated, NotPrepared, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.storage.sqlite import SQLiteStorage, migrate
 from tests.log_server.helpers import (
@@ -228,6 +229,25 @@ class TestIntegrate:
         # No transaction left open: the next batch lands where the failed one would have.
         assert _indexes(log.integrate([entries[3]])) == [3]
 
+    def test_integrate_two_writers_interleaved_match_reference(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
+    ) -> None:
+        # Two writers of one log (two workers, or two front-ends): each starts
+        # a batch from its own last compact range only while the tree is still
+        # the size it left it at; the other's commits must be read from storage.
+        other = opener(tmp_path / "data")
+        try:
+            lo = 0
+            for writer, n in ((log, 3), (log, 2), (other, 5), (log, 1), (other, 4), (other, 6)):
+                assert _indexes(writer.integrate(entries[lo : lo + n])) == list(range(lo, lo + n))
+                lo += n
+                leaves = [e.leaf_hash for e in entries[:lo]]
+                for w in (log, other):
+                    assert w.checkpoint().root_hash == ref_root(leaves)
+                    assert w.inclusion_proof(lo - 1, lo) == ref_inclusion(lo - 1, leaves)
+        finally:
+            other.storage.close()
+
     def test_integrate_malformed_aer_predicate_does_not_poison_batch(
         self, log: TransparencyLog, entries: list[PreparedEntry]
     ) -> None:
@@ -386,3 +406,65 @@ class TestSequencer:
             seq.submit(bad).result(timeout=30)
         assert seq.submit(entries[0]).result(timeout=30).index == 0
         seq.close()
+
+    def test_sequencer_raw_submissions_verified_in_the_batch(self, log: TransparencyLog) -> None:
+        # submit_raw: the sequencer thread parses and verifies each body, integrates
+        # the ones that verify, and answers each with render's value.
+        key = new_key()
+        good = [
+            json.dumps(hashedrekord_proposal(f"raw-{i}".encode(), key)).encode() for i in range(3)
+        ]
+        forged = json.loads(good[0])
+        forged["spec"]["data"]["hash"]["value"] = "00" * 32  # signature no longer verifies
+        bodies = [good[0], b"{not json", json.dumps(forged).encode(), good[1], good[2], good[0]]
+
+        def prepare(raw: bytes) -> PreparedEntry:
+            return prepare_entry(json.loads(raw))
+
+        def render(entry: PreparedEntry, landed: Integrated) -> tuple[str, int]:
+            return entry.uuid, landed.index
+
+        seq = Sequencer(log)
+        futures = [seq.submit_raw(b, prepare, render) for b in bodies]
+        outcomes: list[object] = []
+        for f in futures:
+            try:
+                outcomes.append(f.result(timeout=30))
+            except NotPrepared as e:
+                outcomes.append(type(e.cause))
+            except Conflict:
+                outcomes.append(Conflict)
+        seq.close()
+        uuids = [prepare(b).uuid for b in good]
+        assert outcomes[1] is json.JSONDecodeError  # json.loads refused it
+        assert outcomes[2] is Unprocessable  # the signature does not verify
+        assert outcomes[5] is Conflict  # good[0] again
+        landed = [outcomes[0], outcomes[3], outcomes[4]]
+        assert sorted(i for _, i in landed) == [0, 1, 2]
+        assert [u for u, _ in landed] == uuids
+        assert log.checkpoint().size == 3  # nothing refused was logged
+
+    def test_sequencer_raw_render_failure_fails_only_that_answer(
+        self, log: TransparencyLog
+    ) -> None:
+        key = new_key()
+        bodies = [
+            json.dumps(hashedrekord_proposal(f"render-{i}".encode(), key)).encode()
+            for i in range(2)
+        ]
+
+        def prepare(raw: bytes) -> PreparedEntry:
+            return prepare_entry(json.loads(raw))
+
+        def render(entry: PreparedEntry, landed: Integrated) -> int:
+            if landed.index == 0:
+                raise RuntimeError("answer could not be built")
+            return landed.index
+
+        seq = Sequencer(log)
+        futures = [seq.submit_raw(b, prepare, render) for b in bodies]
+        with pytest.raises(RuntimeError, match="could not be built"):
+            futures[0].result(timeout=30)
+        assert futures[1].result(timeout=30) == 1
+        seq.close()
+        assert log.checkpoint().size == 2  # the entry is in the log; only its answer failed
