@@ -10,8 +10,9 @@ are scheduled open-loop at fixed times (a slow answer does not slow the load).
 Every ``--interval`` seconds it samples the server's process tree (resident
 memory, open file descriptors) and each kind's latency (p50, p99). At the end
 every acknowledged entry is looked up again: ``lost`` counts those missing.
-The database's size on disk is sampled too: SQLite's page cache (64 MiB per
-connection, one connection per server thread) grows with it.
+The database's size on disk is sampled too: SQLite's page cache (8 MiB per
+reading thread's connection, 64 MiB for the writer's; one connection per
+server thread) fills as it grows, then stays.
 
 Writes bench/results/soak.json and two plots, docs/soak-memory.png and
 docs/soak-latency.png (matplotlib, the ``bench`` extra).
@@ -41,6 +42,8 @@ from _common import (
     signed_entries,
     tmpdir,
 )
+
+from log_server.storage.sqlite import READ_CACHE_KIB, WRITE_CACHE_KIB
 
 KINDS = ("submit", "proof", "records")
 
@@ -153,8 +156,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         samples.append(
             {"t": 0.0, "rss_mb": rss0 / 2**20, "fds": fds0, "db_mb": dir_bytes(data_dir) / 2**20}
         )
-        log(f"soak: {args.minutes} min at {per_second:g} requests/s ({schedule}); "
-            f"server pid {server.pid}, rss {rss0 / 2**20:.1f} MiB, {fds0} fds")
+        log(
+            f"soak: {args.minutes} min at {per_second:g} requests/s ({schedule}); "
+            f"server pid {server.pid}, rss {rss0 / 2**20:.1f} MiB, {fds0} fds"
+        )
         start = time.monotonic()
         next_sample = start + args.interval
         ops = [k for k, r in schedule for _ in range(int(r))]
@@ -176,16 +181,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 window = load.take_window()
                 rss, fds = rss_and_fds(server.pid)
                 sample: dict[str, Any] = {
-                    "t": t, "rss_mb": rss / 2**20, "fds": fds, "db_mb": dir_bytes(data_dir) / 2**20
+                    "t": t,
+                    "rss_mb": rss / 2**20,
+                    "fds": fds,
+                    "db_mb": dir_bytes(data_dir) / 2**20,
                 }
                 for kind, lat in window.items():
                     p = percentiles(lat, 1000.0)
                     sample[kind] = {"n": p["n"], "p50_ms": p.get("p50"), "p99_ms": p.get("p99")}
                 samples.append(sample)
-                log(f"t={t:5.0f}s rss {sample['rss_mb']:.1f} MiB db {sample['db_mb']:.1f} MiB "
+                log(
+                    f"t={t:5.0f}s rss {sample['rss_mb']:.1f} MiB db {sample['db_mb']:.1f} MiB "
                     f"fds {fds} "
-                    + " ".join(f"{k} p50 {sample[k]['p50_ms'] or 0:.1f} p99 "
-                               f"{sample[k]['p99_ms'] or 0:.1f} ms" for k in KINDS))
+                    + " ".join(
+                        f"{k} p50 {sample[k]['p50_ms'] or 0:.1f} p99 "
+                        f"{sample[k]['p99_ms'] or 0:.1f} ms"
+                        for k in KINDS
+                    )
+                )
                 next_sample += args.interval
         pool.shutdown(wait=True)
         # Nothing acknowledged may be missing.
@@ -203,27 +216,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rate": {k: r for k, r in schedule},
         "requests_per_second": per_second,
         "interval_s": args.interval,
-        "sqlite_cache_kib_per_connection": args.cache_kib or 65536,
+        "sqlite_cache_kib_per_connection": args.cache_kib
+        or {"reading": READ_CACHE_KIB, "writing": WRITE_CACHE_KIB},
         "acknowledged": len(load.acked),
         "tree_size": tree_size,
         "lost": lost,
         "errors": load.errors,
         "statuses": load.statuses,
-        "rss_mb": {"start": samples[0]["rss_mb"], "first": timed[0]["rss_mb"],
-                   "end": timed[-1]["rss_mb"], "max": max(s["rss_mb"] for s in timed),
-                   "slope_second_half_mb_per_min": slope(half, "rss_mb")},
-        "db_mb": {"start": samples[0]["db_mb"], "end": timed[-1]["db_mb"],
-                  "slope_second_half_mb_per_min": slope(half, "db_mb")},
-        "fds": {"start": samples[0]["fds"], "first": timed[0]["fds"], "end": timed[-1]["fds"],
-                "max": max(s["fds"] for s in timed)},
+        "rss_mb": {
+            "start": samples[0]["rss_mb"],
+            "first": timed[0]["rss_mb"],
+            "end": timed[-1]["rss_mb"],
+            "max": max(s["rss_mb"] for s in timed),
+            "slope_second_half_mb_per_min": slope(half, "rss_mb"),
+        },
+        "db_mb": {
+            "start": samples[0]["db_mb"],
+            "end": timed[-1]["db_mb"],
+            "slope_second_half_mb_per_min": slope(half, "db_mb"),
+        },
+        "fds": {
+            "start": samples[0]["fds"],
+            "first": timed[0]["fds"],
+            "end": timed[-1]["fds"],
+            "max": max(s["fds"] for s in timed),
+        },
         "p99_ms_by_interval": {
-            k: {"median": median([s[k]["p99_ms"] for s in timed if s[k]["p99_ms"]]),
+            k: {
+                "median": median([s[k]["p99_ms"] for s in timed if s[k]["p99_ms"]]),
                 "min": min(s[k]["p99_ms"] or 0 for s in timed),
-                "max": max(s[k]["p99_ms"] or 0 for s in timed)}
+                "max": max(s[k]["p99_ms"] or 0 for s in timed),
+            }
             for k in KINDS
         },
-        "p50_ms_median": {k: median([s[k]["p50_ms"] for s in timed if s[k]["p50_ms"]])
-                          for k in KINDS},
+        "p50_ms_median": {
+            k: median([s[k]["p50_ms"] for s in timed if s[k]["p50_ms"]]) for k in KINDS
+        },
         "samples": samples,
     }
     if not args.no_plots:
@@ -255,12 +283,19 @@ def plot(result: dict[str, Any], where: Path) -> None:
 
     samples = result["samples"]
     t = [s["t"] / 60 for s in samples]
-    title = (f"aer log serve, {result['minutes']:g} min at {result['requests_per_second']:g} "
-             f"req/s ({result['rate']['submit']:g} submissions/s)")
+    title = (
+        f"aer log serve, {result['minutes']:g} min at {result['requests_per_second']:g} "
+        f"req/s ({result['rate']['submit']:g} submissions/s)"
+    )
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(t, [s["rss_mb"] for s in samples], marker=".", label="resident memory (MiB)")
-    ax.plot(t, [s["db_mb"] for s in samples], color="tab:gray", linestyle=":",
-            label="database on disk (MiB)")
+    ax.plot(
+        t,
+        [s["db_mb"] for s in samples],
+        color="tab:gray",
+        linestyle=":",
+        label="database on disk (MiB)",
+    )
     ax.set_xlabel("minutes")
     ax.set_ylabel("MiB (server process tree)")
     ax2 = ax.twinx()
@@ -282,8 +317,9 @@ def plot(result: dict[str, Any], where: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for kind, color in zip(KINDS, ("tab:blue", "tab:green", "tab:red"), strict=True):
         ax.plot(tt, [s[kind]["p99_ms"] for s in timed], color=color, label=f"{kind} p99")
-        ax.plot(tt, [s[kind]["p50_ms"] for s in timed], color=color, linestyle="--",
-                label=f"{kind} p50")
+        ax.plot(
+            tt, [s[kind]["p50_ms"] for s in timed], color=color, linestyle="--", label=f"{kind} p50"
+        )
     ax.set_xlabel("minutes")
     ax.set_ylabel(f"latency per {result['interval_s']:g} s interval (ms)")
     ax.set_yscale("log")
@@ -298,12 +334,21 @@ def plot(result: dict[str, Any], where: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="length of the soak (default 10)")
-    p.add_argument("--rate", type=float, default=5.0,
-                   help="submissions per second; proof reads 2x, records queries 1x (default 5)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="submissions per second; proof reads 2x, records queries 1x (default 5)",
+    )
     p.add_argument("--interval", type=float, default=10.0, help="seconds per sample (default 10)")
-    p.add_argument("--cache-kib", type=int, default=None,
-                   help="what-if: SQLite page cache per connection in KiB instead of the "
-                   "server's 65536 (runs the real app through bench/_whatif_app.py)")
+    p.add_argument(
+        "--cache-kib",
+        type=int,
+        default=None,
+        help="what-if: SQLite page cache per connection in KiB instead of the "
+        "server's (8192 reading, 65536 writing; runs the real app through "
+        "bench/_whatif_app.py)",
+    )
     p.add_argument("--plots", default=str(ROOT / "docs"), help="where the PNG plots go")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/soak.json)")

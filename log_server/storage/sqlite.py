@@ -237,6 +237,16 @@ def _read_hashes(conn: sqlite3.Connection, indexes: Sequence[int]) -> list[bytes
     return base.hashes_from_rows(indexes, rows)
 
 
+READ_CACHE_KIB = 8 * 1024
+"""Page cache of a reading thread's connection. Every request thread has its own
+connection, so this bounds memory: 16 threads x 8 MiB, instead of growing with the
+database up to 64 MiB each (the soak in docs/robustness.md). The OS page cache still
+holds the hot pages for all of them."""
+WRITE_CACHE_KIB = 64 * 1024
+"""Page cache of a connection once it writes (the sequencer's): batches touch hash
+rows, index terms and records all over the file."""
+
+
 class SQLiteStorage:
     """:class:`Storage` on one SQLite file, safe for threads and processes."""
 
@@ -256,7 +266,7 @@ class SQLiteStorage:
             conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys=ON")
             db = sqlite_utils.Database(conn, execute_plugins=False)
             self._local.db = db
@@ -268,6 +278,7 @@ class SQLiteStorage:
         if db is not None:
             db.close()
             self._local.db = None
+            self._local.writes = False
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         """Return stored hashes in the order of ``indexes``."""
@@ -385,6 +396,9 @@ class SQLiteStorage:
     def write(self) -> Iterator[_SQLiteBatch]:
         """One write transaction; commits (durably) when the block ends."""
         db = self._db()
+        if not getattr(self._local, "writes", False):  # this thread writes: a larger cache
+            db.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
+            self._local.writes = True
         db.execute("BEGIN IMMEDIATE")
         try:
             yield _SQLiteBatch(db)
