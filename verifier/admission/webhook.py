@@ -729,6 +729,10 @@ class Judge:
         try:
             verdict = self.check(image, self._trust(), self.builders)
             result = _result_from_verdict(image, verdict)
+            if not result.passed and self.config.registry:
+                # Provenance attached to the image later (logged in another log) moves
+                # no checkpoint of AER's log, so a cached denial would outlive it.
+                result = dataclasses.replace(result, cacheable=False)
         except Exception as e:  # a bug or an unexpected failure is a deny, not a crash
             result = _error_result(image, f"checking {image} failed: {_describe(e)}")
         self.metrics.images.labels(result.outcome).inc()

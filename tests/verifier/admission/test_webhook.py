@@ -622,12 +622,26 @@ class TestJudge:
         w.review(pod(image(1)))
         assert w.check.calls == [image(1)] * 2
 
-    def test_judge_denials_are_cached(self, make_world: Callable[..., World]) -> None:
-        w = make_world()
+    def test_judge_denials_are_cached_without_registry(
+        self, make_world: Callable[..., World]
+    ) -> None:
+        w = make_world(registry=False)
         w.check.answers[image(1)] = no_record
         assert not w.review(pod(image(1))).allowed
         assert not w.review(pod(image(1))).allowed
         assert w.check.calls == [image(1)]
+
+    def test_judge_denials_are_rechecked_with_registry(
+        self, make_world: Callable[..., World]
+    ) -> None:
+        """Provenance attached in the registry later is seen at the next review."""
+        w = make_world()
+        w.check.answers[image(1)] = no_record
+        assert not w.review(pod(image(1))).allowed
+        del w.check.answers[image(1)]  # now attached
+        assert w.review(pod(image(1))).allowed
+        assert w.review(pod(image(1))).allowed
+        assert w.check.calls == [image(1)] * 2  # the pass is cached
 
     @pytest.mark.parametrize("answer", [unreachable, boom])
     def test_judge_errors_are_not_cached(
