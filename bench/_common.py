@@ -25,7 +25,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,68 @@ def thread_cpu_delta(pid: int, before: dict[int, tuple[float, float]], per: int)
     }
 
 
+def granian_args(target: str, port: int, workers: int, threads: int, *extra: str) -> list[str]:
+    """The granian command line the benches run ``target`` (in bench/) with: the options
+    ``aer log serve`` uses (WSGI, HTTP/1, no websockets, backlog 2048) plus ``extra``."""
+    return [
+        str(VENV_BIN / "granian"), "--interface", "wsgi", *extra,
+        "--working-dir", str(BENCH), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--blocking-threads", str(threads),
+        "--http", "1", "--no-ws", "--backlog", "2048", "--log-level", "warning", target,
+    ]  # fmt: skip
+
+
+@dataclass
+class KeylessWorld:
+    """A real ``aer log serve`` and the LOCAL STAND-IN Fulcio/OIDC, with trust files."""
+
+    work: Path
+    ls: Any
+    """The :class:`attest.localsigstore.LocalSigstore`."""
+    log_url: str
+    fulcio_url: str
+    trust_config: Path
+    """``aer trust-root --client-trust-config`` output (signing)."""
+    trusted_root: Path
+    """``aer trust-root`` output (verification)."""
+
+
+@contextmanager
+def keyless_world(prefix: str) -> Iterator[KeylessWorld]:
+    """Start the log and the stand-in in a fresh directory; stop both on exit."""
+    from attest.localsigstore import LocalSigstore
+
+    aer = str(VENV_BIN / "aer")
+    work = tmpdir(prefix)
+    ls = LocalSigstore.create(work / "sigstore")
+    port = free_port()
+    log_proc = subprocess.Popen(
+        [aer, "log", "serve", "--data", str(work / "log"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if http_get("127.0.0.1", port, "/healthz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with ls.serve() as fulcio:
+            config, root = work / "trust-config.json", work / "trusted-root.json"
+            common = [aer, "trust-root", "--log", log_url,
+                      "--fulcio-ca", str(ls.directory / "ca-chain.pem"),
+                      "--ctlog-key", str(ls.directory / "ctlog.pub")]  # fmt: skip
+            subprocess.run([*common, "--fulcio-url", fulcio.url, "--out", str(config),
+                            "--client-trust-config"], check=True, capture_output=True)  # fmt: skip
+            subprocess.run([*common, "--out", str(root)], check=True, capture_output=True)
+            yield KeylessWorld(work, ls, log_url, fulcio.url, config, root)
+    finally:
+        log_proc.terminate()
+        log_proc.wait(timeout=20)
+
+
 # -- the real log server --------------------------------------------------------
 
 
@@ -285,32 +349,10 @@ class Server:
                 **(app_config or {}),
             }
             self.whatif_env = json.dumps({"config": cfg, "pragmas": pragmas or {}})
-            self.args = [
-                str(VENV_BIN / "granian"),
-                "--interface",
-                "wsgi",
-                "--factory",
-                "--working-dir",
-                str(BENCH),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--blocking-threads",
-                str(threads),
-                "--http",
-                "1",
-                "--no-ws",
-                "--backlog",
-                "2048",
-                "--workers-kill-timeout",
-                "40",
-                "--log-level",
-                "warning",
-                "_whatif_app:from_env",
-            ]
+            self.args = granian_args(
+                "_whatif_app:from_env", self.port, workers, threads, "--factory",
+                "--workers-kill-timeout", "40",
+            )  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_dir = tmpdir("server-log")
         self.log_path = self.log_dir / "server.log"

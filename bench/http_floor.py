@@ -27,29 +27,7 @@ import ingest_http as ih
 
 def serve(server: str, app: str, workers: int, threads: int, port: int) -> subprocess.Popen[bytes]:
     if server == "granian":
-        args = [
-            str(c.VENV_BIN / "granian"),
-            "--interface",
-            "wsgi",
-            "--working-dir",
-            str(c.BENCH),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--blocking-threads",
-            str(threads),
-            "--http",
-            "1",
-            "--no-ws",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-            f"_floor_app:{app}",
-        ]
+        args = c.granian_args(f"_floor_app:{app}", port, workers, threads)
     else:
         args = gunicorn_args(app, workers, threads, port)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

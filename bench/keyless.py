@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +45,6 @@ from sigstore.verify.policy import Identity
 
 from attest.grant import build_grant, grant_reference
 from attest.keyless import KeylessSigner
-from attest.localsigstore import LocalSigstore
 from verifier.bundle import format_bundle
 from verifier.chain import SponsorPolicy, verify_sponsored_record
 from verifier.client.grants import fetch_grant_from
@@ -87,100 +85,76 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--out", help="write the JSON result here")
     args = ap.parse_args()
-    work = c.tmpdir("aer-bench-keyless")
-    ls = LocalSigstore.create(work / "sigstore")
-    port = c.free_port()
-    log_proc = subprocess.Popen(
-        [str(AER), "log", "serve", "--data", str(work / "log"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if c.http_get("127.0.0.1", port, "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        with ls.serve() as fulcio:
-            config_path, root_path = work / "trust-config.json", work / "trusted-root.json"
-            common = [str(AER), "trust-root", "--log", log_url,
-                      "--fulcio-ca", str(ls.directory / "ca-chain.pem"),
-                      "--ctlog-key", str(ls.directory / "ctlog.pub")]  # fmt: skip
-            subprocess.run([*common, "--fulcio-url", fulcio.url, "--out", str(config_path),
-                            "--client-trust-config"], check=True, capture_output=True)  # fmt: skip
-            subprocess.run([*common, "--out", str(root_path)], check=True, capture_output=True)
-            config = ClientTrustConfig.from_json(config_path.read_text())
-            trusted_root = load_trusted_root(root_path)
-            sponsor_tok = IdentityToken(ls.issue_token(subject=SPONSOR, issuer=IDP, email=SPONSOR))
-            agent_tok = IdentityToken(ls.issue_token(subject=AGENT, issuer=CI))
-            direct_st = record_statement(None)
+    with c.keyless_world("aer-bench-keyless") as w:
+        ls, log_url = w.ls, w.log_url
+        config_path, root_path = w.trust_config, w.trusted_root
+        config = ClientTrustConfig.from_json(config_path.read_text())
+        trusted_root = load_trusted_root(root_path)
+        sponsor_tok = IdentityToken(ls.issue_token(subject=SPONSOR, issuer=IDP, email=SPONSOR))
+        agent_tok = IdentityToken(ls.issue_token(subject=AGENT, issuer=CI))
+        direct_st = record_statement(None)
 
-            c.log(f"sign x{args.runs} (AER KeylessSigner, then sigstore-python Signer)")
-            aer_sign, direct = timed(
-                lambda: KeylessSigner(config, sponsor_tok).sign(direct_st), args.runs
-            )
-            ctx = SigningContext.from_trust_config(config)
+        c.log(f"sign x{args.runs} (AER KeylessSigner, then sigstore-python Signer)")
+        aer_sign, direct = timed(
+            lambda: KeylessSigner(config, sponsor_tok).sign(direct_st), args.runs
+        )
+        ctx = SigningContext.from_trust_config(config)
 
-            def peer_sign() -> Any:
-                with ctx.signer(sponsor_tok) as s:
-                    return s.sign_dsse(dsse.Statement(direct_st))
+        def peer_sign() -> Any:
+            with ctx.signer(sponsor_tok) as s:
+                return s.sign_dsse(dsse.Statement(direct_st))
 
-            peer_sign_t, _ = timed(peer_sign, args.runs)
+        peer_sign_t, _ = timed(peer_sign, args.runs)
 
-            grant_st = build_grant(
-                sponsor={"email": SPONSOR, "issuer": IDP},
-                task={"title": "bench"},
-                agents=[{"issuer": CI, "subject": AGENT}],
-                repositories=["https://git.example.com/payments"],
-                valid_for=timedelta(hours=1),
-            )
-            grant_bundle = KeylessSigner(config, sponsor_tok).sign(grant_st)
-            _, ref = grant_reference(grant_bundle)
-            delegated = KeylessSigner(config, agent_tok).sign(record_statement(ref))
-            direct_json, delegated_json = format_bundle(direct), format_bundle(delegated)
-            grant_json = format_bundle(grant_bundle)
-            sponsors = SponsorPolicy(identity=SPONSOR, issuer=IDP)
+        grant_st = build_grant(
+            sponsor={"email": SPONSOR, "issuer": IDP},
+            task={"title": "bench"},
+            agents=[{"issuer": CI, "subject": AGENT}],
+            repositories=["https://git.example.com/payments"],
+            valid_for=timedelta(hours=1),
+        )
+        grant_bundle = KeylessSigner(config, sponsor_tok).sign(grant_st)
+        _, ref = grant_reference(grant_bundle)
+        delegated = KeylessSigner(config, agent_tok).sign(record_statement(ref))
+        direct_json, delegated_json = format_bundle(direct), format_bundle(delegated)
+        grant_json = format_bundle(grant_bundle)
+        sponsors = SponsorPolicy(identity=SPONSOR, issuer=IDP)
 
-            from sigstore.models import Bundle as SigstoreBundle
+        from sigstore.models import Bundle as SigstoreBundle
 
-            verifier = Verifier(trusted_root=trusted_root)
-            c.log(f"verify x{args.runs} (four ways)")
-            peer_verify, _ = timed(
-                lambda: verifier.verify_dsse(
-                    SigstoreBundle.from_json(direct_json), Identity(identity=SPONSOR, issuer=IDP)
-                ),
-                args.runs,
-            )
-            aer_direct, _ = timed(
-                lambda: verify_sponsored_record(
-                    direct_json, trusted_root=trusted_root, sponsors=sponsors
-                ),
-                args.runs,
-            )
-            aer_grant_file, _ = timed(
-                lambda: verify_sponsored_record(
-                    delegated_json,
-                    trusted_root=trusted_root,
-                    sponsors=sponsors,
-                    grant_bundle=grant_json,
-                ),
-                args.runs,
-            )
-            fetch = fetch_grant_from([log_url])
-            aer_grant_log, _ = timed(
-                lambda: verify_sponsored_record(
-                    delegated_json,
-                    trusted_root=trusted_root,
-                    sponsors=sponsors,
-                    fetch_grant=fetch,
-                ),
-                args.runs,
-            )
-    finally:
-        log_proc.terminate()
-        log_proc.wait(timeout=20)
+        verifier = Verifier(trusted_root=trusted_root)
+        c.log(f"verify x{args.runs} (four ways)")
+        peer_verify, _ = timed(
+            lambda: verifier.verify_dsse(
+                SigstoreBundle.from_json(direct_json), Identity(identity=SPONSOR, issuer=IDP)
+            ),
+            args.runs,
+        )
+        aer_direct, _ = timed(
+            lambda: verify_sponsored_record(
+                direct_json, trusted_root=trusted_root, sponsors=sponsors
+            ),
+            args.runs,
+        )
+        aer_grant_file, _ = timed(
+            lambda: verify_sponsored_record(
+                delegated_json,
+                trusted_root=trusted_root,
+                sponsors=sponsors,
+                grant_bundle=grant_json,
+            ),
+            args.runs,
+        )
+        fetch = fetch_grant_from([log_url])
+        aer_grant_log, _ = timed(
+            lambda: verify_sponsored_record(
+                delegated_json,
+                trusted_root=trusted_root,
+                sponsors=sponsors,
+                fetch_grant=fetch,
+            ),
+            args.runs,
+        )
 
     def ms(values: list[float]) -> float:
         return round(statistics.median(values) * 1000, 2)

@@ -47,7 +47,7 @@ from sigstore.verify import Verifier  # noqa: E402
 from sigstore.verify.policy import Identity  # noqa: E402
 
 from attest.keyless import KeylessSigner  # noqa: E402
-from attest.localsigstore import GITHUB_ACTIONS_ISSUER, LocalSigstore  # noqa: E402
+from attest.localsigstore import GITHUB_ACTIONS_ISSUER  # noqa: E402
 from attest.provenance import provenance_statement  # noqa: E402
 from tests.ociregistry import push_image, running_registry  # noqa: E402
 from verifier.bundle import format_bundle  # noqa: E402
@@ -79,100 +79,76 @@ def main() -> None:
     ap.add_argument("--cli-runs", type=int, default=5)
     ap.add_argument("--out", help="write the JSON result here")
     args = ap.parse_args()
-    work = c.tmpdir("aer-bench-provenance")
-    ls = LocalSigstore.create(work / "sigstore")
-    port = c.free_port()
-    log_proc = subprocess.Popen(
-        [str(AER), "log", "serve", "--data", str(work / "log"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if c.http_get("127.0.0.1", port, "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        with ls.serve() as fulcio, running_registry(work / "registry") as reg:
-            config_path, root_path = work / "trust-config.json", work / "trusted-root.json"
-            common = [str(AER), "trust-root", "--log", log_url,
-                      "--fulcio-ca", str(ls.directory / "ca-chain.pem"),
-                      "--ctlog-key", str(ls.directory / "ctlog.pub")]  # fmt: skip
-            subprocess.run([*common, "--fulcio-url", fulcio.url, "--out", str(config_path),
-                            "--client-trust-config"], check=True, capture_output=True)  # fmt: skip
-            subprocess.run([*common, "--out", str(root_path)], check=True, capture_output=True)
-            config = ClientTrustConfig.from_json(config_path.read_text())
-            trusted_root = load_trusted_root(root_path)
-            commit = "ab" * 20
-            claims = {
-                "job_workflow_ref": WORKFLOW,
-                "workflow_ref": WORKFLOW,
-                "repository": "example/payments",
-                "ref": "refs/heads/main",
-                "sha": commit,
-            }
-            raw = ls.issue_token(
-                subject="repo:example/payments", issuer=GITHUB_ACTIONS_ISSUER, claims=claims
-            )
-            token = IdentityToken(raw)
-            digest = push_image(reg.url, "example/payments")
-            image = f"{reg.host}/example/payments@{digest}"
-            hexdigest = digest.removeprefix("sha256:")
-            statement = provenance_statement(
-                [(f"{reg.host}/example/payments", hexdigest)],
-                commit=commit,
-                source_uri="git+https://github.com/example/payments@refs/heads/main",
-                builder_id=BUILDER,
-            )
-            bundle_json = format_bundle(KeylessSigner(config, token).sign(statement))
-            RegistryClient(reg.host, plain_http=True).attach(ImageRef.parse(image), bundle_json)
-            builders = BuilderTrust(
-                identity=SponsorPolicy(identity=BUILDER, issuer=GITHUB_ACTIONS_ISSUER),
-                trusted_root=trusted_root,
-            )
-            log_key = load_log_key(log_url)
-            trust = GateTrust([], LogClient(log_url), log_key)
-            verifier = Verifier(trusted_root=trusted_root)
-            policy = Identity(identity=BUILDER, issuer=GITHUB_ACTIONS_ISSUER)
-            c.log(f"verify x{args.runs} five ways")
-            peer = timed(
-                lambda: verifier.verify_dsse(SigstoreBundle.from_json(bundle_json), policy),
-                args.runs,
-            )
-            core = timed(
-                lambda: verify_provenance_bundle(
-                    bundle_json, hexdigest, builders, log_key, source="registry", ref=""
-                ),
-                args.runs,
-            )
+    with c.keyless_world("aer-bench-provenance") as w, running_registry(w.work / "registry") as reg:
+        ls, log_url = w.ls, w.log_url
+        config_path, root_path = w.trust_config, w.trusted_root
+        config = ClientTrustConfig.from_json(config_path.read_text())
+        trusted_root = load_trusted_root(root_path)
+        commit = "ab" * 20
+        claims = {
+            "job_workflow_ref": WORKFLOW,
+            "workflow_ref": WORKFLOW,
+            "repository": "example/payments",
+            "ref": "refs/heads/main",
+            "sha": commit,
+        }
+        raw = ls.issue_token(
+            subject="repo:example/payments", issuer=GITHUB_ACTIONS_ISSUER, claims=claims
+        )
+        token = IdentityToken(raw)
+        digest = push_image(reg.url, "example/payments")
+        image = f"{reg.host}/example/payments@{digest}"
+        hexdigest = digest.removeprefix("sha256:")
+        statement = provenance_statement(
+            [(f"{reg.host}/example/payments", hexdigest)],
+            commit=commit,
+            source_uri="git+https://github.com/example/payments@refs/heads/main",
+            builder_id=BUILDER,
+        )
+        bundle_json = format_bundle(KeylessSigner(config, token).sign(statement))
+        RegistryClient(reg.host, plain_http=True).attach(ImageRef.parse(image), bundle_json)
+        builders = BuilderTrust(
+            identity=SponsorPolicy(identity=BUILDER, issuer=GITHUB_ACTIONS_ISSUER),
+            trusted_root=trusted_root,
+        )
+        log_key = load_log_key(log_url)
+        trust = GateTrust([], LogClient(log_url), log_key)
+        verifier = Verifier(trusted_root=trusted_root)
+        policy = Identity(identity=BUILDER, issuer=GITHUB_ACTIONS_ISSUER)
+        c.log(f"verify x{args.runs} five ways")
+        peer = timed(
+            lambda: verifier.verify_dsse(SigstoreBundle.from_json(bundle_json), policy),
+            args.runs,
+        )
+        core = timed(
+            lambda: verify_provenance_bundle(
+                bundle_json, hexdigest, builders, log_key, source="registry", ref=""
+            ),
+            args.runs,
+        )
 
-            def from_registry() -> None:
-                found, _ = find_provenance(
-                    image, trust, builders, registry=registry_lookup(plain_http=True)
-                )
-                assert found is not None and found.source == "registry"
+        def from_registry() -> None:
+            found, _ = find_provenance(
+                image, trust, builders, registry=registry_lookup(plain_http=True)
+            )
+            assert found is not None and found.source == "registry"
 
-            def from_log() -> None:
-                found, _ = find_provenance(image, trust, builders)
-                assert found is not None and found.source == "log"
+        def from_log() -> None:
+            found, _ = find_provenance(image, trust, builders)
+            assert found is not None and found.source == "log"
 
-            registry_t = timed(from_registry, args.runs)
-            log_t = timed(from_log, args.runs)
-            cli = [str(AER), "gate", "image", image, "--log", log_url, "--trusted-root",
-                   str(root_path), "--builder-identity", BUILDER, "--builder-oidc-issuer",
-                   GITHUB_ACTIONS_ISSUER, "--plain-http"]  # fmt: skip
+        registry_t = timed(from_registry, args.runs)
+        log_t = timed(from_log, args.runs)
+        cli = [str(AER), "gate", "image", image, "--log", log_url, "--trusted-root",
+               str(root_path), "--builder-identity", BUILDER, "--builder-oidc-issuer",
+               GITHUB_ACTIONS_ISSUER, "--plain-http"]  # fmt: skip
 
-            def gate_cli() -> None:
-                r = subprocess.run(cli, capture_output=True, text=True)
-                # exit 0 (no records claim the commit: a human commit passes)
-                assert r.returncode == 0, r.stderr
+        def gate_cli() -> None:
+            r = subprocess.run(cli, capture_output=True, text=True)
+            # exit 0 (no records claim the commit: a human commit passes)
+            assert r.returncode == 0, r.stderr
 
-            cli_t = timed(gate_cli, args.cli_runs)
-    finally:
-        log_proc.terminate()
-        log_proc.wait(timeout=20)
+        cli_t = timed(gate_cli, args.cli_runs)
 
     def ms(values: list[float]) -> float:
         return round(statistics.median(values) * 1000, 2)

@@ -82,6 +82,10 @@ class RegistryError(InputError):
     """The registry could not be reached in time, refused, or answered garbage."""
 
 
+class DeadlinePassed(RegistryError):
+    """The caller's deadline passed: no further request is made."""
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """An image pinned by digest: ``registry/repository@sha256:hex`` (docker's rules)."""
@@ -210,7 +214,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
             return self.timeout
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise RegistryError(f"registry {self.host}: out of time (deadline passed)")
+            raise DeadlinePassed(f"registry {self.host}: out of time (deadline passed)")
         return min(self.timeout, left)
 
     def do_request(
@@ -376,9 +380,9 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
             taken += 1
             try:
                 bundles.append(self._bundle(ref, digest))
+            except DeadlinePassed:
+                raise
             except RegistryError as e:
-                if "out of time" in str(e):
-                    raise
                 skipped.append((digest, str(e)))
         return Referrers(via, tuple(bundles), tuple(skipped))
 
