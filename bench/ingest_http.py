@@ -38,6 +38,7 @@ from typing import Any
 
 import _common as c
 
+WRK_THREADS = 1
 DEFAULT = {"workers": 1, "threads": 16, "synchronous": "FULL", "whatif": None}
 SUBMIT = "/api/v1/log/entries"
 
@@ -151,6 +152,73 @@ def drive(
     }
 
 
+WRK_SCRIPT = Path(__file__).with_name("wrk_submit.lua")
+
+
+def drive_wrk(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """Drive the server with Debian's ``wrk`` (C, one event loop per thread).
+
+    ``clients`` keep-alive connections over ``WRK_THREADS`` wrk threads post
+    distinct ``bodies`` (bench/wrk_submit.lua) for ``seconds``. Returns wrk's
+    JSON summary with the client's CPU seconds.
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian), or use --load python")
+    base = c.tmpdir("wrk")
+    try:
+        f = base / "bodies.jsonl"
+        f.write_bytes(b"\n".join(bodies) + b"\n")
+        cmd = [
+            wrk,
+            f"-t{WRK_THREADS}",
+            f"-c{clients}",
+            f"-d{max(seconds, 1):.0f}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(WRK_SCRIPT),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(f),
+            str(WRK_THREADS),
+        ]
+        before = os.times()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        after = os.times()
+        line = next(ln for ln in out.splitlines() if ln.startswith('{"requests"'))
+        res: dict[str, Any] = json.loads(line)
+        res["client_cpu_s"] = (
+            after.children_user
+            + after.children_system
+            - before.children_user
+            - before.children_system
+        )
+        return res
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def summarize_wrk(raw: dict[str, Any]) -> dict[str, Any]:
+    """The same figures as :func:`summarize`, from wrk's summary."""
+    created = int(raw["status_counts"].get("201", 0))
+    window = raw["duration_us"] / 1e6
+    lat = raw["latency_us"]
+    return {
+        "submissions_per_s": created / window,
+        "window_s": window,
+        "created_201": created,
+        "status_counts": raw["status_counts"],
+        "created_without_proof": raw["created_without_proof"],
+        "connection_errors": raw["socket_errors"]
+        - sum(v for k, v in raw["status_counts"].items() if not k.startswith("2")),
+        "latency_ms": {k: v / 1000 for k, v in lat.items()},
+        "client_cpu_s": raw["client_cpu_s"],
+        "ran_out_of_entries": raw["threads_exhausted"] > 0,
+        "load": "wrk",
+    }
+
+
 def summarize(raw: dict[str, Any], seconds: float, warmup: float) -> dict[str, Any]:
     """Throughput in the measured window and the latency distribution of 201s."""
     t0 = raw["t0"]
@@ -192,8 +260,13 @@ def run_setting(
     variant: dict[str, Any] | None = None,
     py_spy: Path | None = None,
     py_spy_gil: bool = False,
+    load: str = "python",
 ) -> dict[str, Any]:
-    """Start a fresh server with one setting, drive it, stop it."""
+    """Start a fresh server with one setting, drive it, stop it.
+
+    With ``load="wrk"`` the warm-up is a separate wrk run on the last tenth
+    of the entries, before the server's CPU is first read.
+    """
     base = c.tmpdir("ingest")
     try:
         with c.Server(
@@ -207,6 +280,11 @@ def run_setting(
             else None,
             pragmas={k: v for k, v in (variant or {}).items() if k != "max_wait"} or None,
         ) as srv:
+            if load == "wrk":
+                n_warm = min(len(entries) // 10, int(warmup * 6000))
+                if n_warm and warmup > 0:
+                    drive_wrk(srv.port, entries[-n_warm:], clients, warmup)
+                entries = entries[: len(entries) - n_warm]
             pids = c.process_tree(srv.pid)
             cpu0 = c.cpu_seconds(pids)
             workers_before = {p: c.thread_cpu(p) for p in pids if p != srv.pid}
@@ -232,16 +310,19 @@ def run_setting(
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            raw = drive(srv.port, entries, clients, seconds)
+            if load == "wrk":
+                raw = drive_wrk(srv.port, entries, clients, seconds)
+            else:
+                raw = drive(srv.port, entries, clients, seconds)
             cpu1 = c.cpu_seconds(c.process_tree(srv.pid))
-            n_ok = sum(1 for x in raw["status"] if x == 201)
+            res = summarize_wrk(raw) if load == "wrk" else summarize(raw, seconds, warmup)
+            n_ok = res["created_201"]
             per_thread = [
                 c.thread_cpu_delta(p, before, n_ok) for p, before in workers_before.items()
             ]
             if spy is not None:
                 spy.wait(timeout=seconds + 60)
             _, health = c.http_get("127.0.0.1", srv.port, "/healthz")
-        res = summarize(raw, seconds, warmup)
         res["server_cpu_s"] = cpu1 - cpu0
         n = max(res["created_201"], 1)
         res["server_cpu_ms_per_201"] = (cpu1 - cpu0) * 1000 / n
@@ -327,6 +408,14 @@ def main() -> None:
         "bench/_floor_app.py (raw WSGI and a Flask route, no log work) with the\n"
         "best setting's workers/threads/clients (what http_floor.py measures)",
     )
+    ap.add_argument(
+        "--load",
+        choices=("python", "wrk"),
+        default="python",
+        help="load generator on the same cores: 'python' (C processes with one\n"
+        "http.client connection each) or 'wrk' (Debian's wrk, one thread,\n"
+        "C connections; bench/wrk_submit.lua)",
+    )
     ap.add_argument("--py-spy", action="store_true", help="profile the server at the best setting")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -369,6 +458,7 @@ def main() -> None:
             warmup=warmup,
             max_batch=args.max_batch,
             variant=variant,
+            load=args.load,
         )
         setting = {
             "workers": workers,
@@ -418,6 +508,7 @@ def main() -> None:
                 variant=s["whatif"],
                 py_spy=prof,
                 py_spy_gil=gil,
+                load=args.load,
             )
             result["py_spy"]["gil" if gil else "all_active"] = {
                 "raw": str(prof),

@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "SYNCHRONOUS": "FULL",
     "MAX_BATCH": 1024,
     "MAX_WAIT": 0.0,
+    "INDEX_BATCH": 512,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "SUBMIT_TIMEOUT": 30.0,
     "MAX_PAGE": 500,
@@ -134,6 +135,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     shared = app.config["DB_URL"] is not None
     log = TransparencyLog(storage, identity, lock_path=None if shared else data_dir / "writer.lock")
     log.ensure_checkpoint()
+    log.index_pending()  # repair: entries integrated before a crash, not yet indexed
     witnesses = [parse_witness_option(w) for w in app.config["WITNESSES"]]
     witnesser = None
     if witnesses:
@@ -144,6 +146,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         log,
         max_batch=app.config["MAX_BATCH"],
         max_wait=app.config["MAX_WAIT"],
+        index_batch=app.config["INDEX_BATCH"],
         on_commit=witnesser.poke if witnesser else None,
     )
     app.extensions["aer"] = LogService(log, sequencer, dict(app.config), witnesser)
@@ -414,6 +417,7 @@ def index_retrieve() -> Response:
     op = body.get("operator", "and")
     if op not in ("and", "or"):
         raise BadRequest("operator must be 'and' or 'or'")
+    log.catch_up_index()
     indexes = log.storage.find_terms(terms, match_all=(op == "and"))
     uuids: list[str] = []
     for i in indexes:
@@ -579,7 +583,9 @@ def search_records_page(
         before=bound if order == "desc" else None,
         descending=order == "desc",
     )
-    rows = _svc().log.storage.search_records(query)
+    log = _svc().log
+    log.catch_up_index()
+    rows = log.storage.search_records(query)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -611,6 +617,7 @@ def get_record(uuid: str) -> Response:
     """A record: full envelope, decoded statement, and the log entry with a fresh proof."""
     log = _svc().log
     entry = log.find_entry(uuid)
+    log.catch_up_index()
     row = log.storage.record(entry.index)
     envelope, statement = decode_envelope(entry.envelope)
     return jsonify(

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 
 from log_server.errors import BadRequest, PayloadTooLarge, Unprocessable
 from verifier import merkle
-from verifier.dsse import Envelope, pae, parse_envelope
+from verifier.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae, parse_envelope
 from verifier.errors import AerError
 from verifier.jsonutil import loads_strict
 from verifier.rekor import canonical_pem, format_dsse_body, format_hashedrekord_body
@@ -37,19 +37,96 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 
 @dataclass
 class PreparedEntry:
-    """A verified submission, ready to be sequenced."""
+    """A verified submission, ready to be sequenced.
+
+    What search finds it by (:attr:`index_keys`, :attr:`statement`) is worked
+    out from the canonical body and the payload only when it is indexed,
+    after its 201 (:func:`search_keys`, the same code that indexes a stored
+    entry at start-up repair).
+    """
 
     kind: str
     body: bytes
     leaf_hash: bytes
     envelope: bytes | None = None
-    index_keys: list[str] = field(default_factory=list)
-    statement: dict[str, Any] | None = None
+    payload_type: str | None = None
+    payload: bytes | None = None
 
     @property
     def uuid(self) -> str:
         """The entry UUID (hex leaf hash)."""
         return self.leaf_hash.hex()
+
+    @functools.cached_property
+    def statement(self) -> dict[str, Any] | None:
+        """The in-toto statement the payload carries, if it is one."""
+        return in_toto_statement(self.payload_type, self.payload)
+
+    @functools.cached_property
+    def index_keys(self) -> list[str]:
+        """Rekor's search keys for this entry (sorted)."""
+        return search_keys(self.kind, self.body, self.statement)
+
+
+def in_toto_statement(payload_type: str | None, payload: bytes | None) -> dict[str, Any] | None:
+    """The payload as an in-toto statement (a JSON object with a subject list), else None.
+
+    Read leniently: the payload is signed and verified, but not schema-checked.
+    """
+    if payload_type != IN_TOTO_PAYLOAD_TYPE or payload is None:
+        return None
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("subject"), list) else None
+
+
+def stored_payload(kind: str, envelope: bytes | None) -> tuple[str | None, bytes | None]:
+    """The payload type and payload of a stored entry's envelope (``(None, None)`` if none).
+
+    The envelope was parsed and verified when it was submitted; one that no
+    longer parses (a damaged database) is indexed without its statement.
+    """
+    if kind != "dsse" or envelope is None:
+        return None, None
+    try:
+        env = parse_envelope(loads_strict(envelope))
+    except (ValueError, AerError):
+        return None, None
+    return env.payload_type, env.payload
+
+
+def search_keys(kind: str, body: bytes, statement: dict[str, Any] | None) -> list[str]:
+    """Rekor's search keys of a logged entry, from its canonical body (and statement).
+
+    ``dsse``: the payload and envelope hashes, each verifier's key fingerprint
+    and certificate identities, and the statement's hex subject digests;
+    ``hashedrekord``: the artifact digest, the key fingerprint and identities.
+    Never raises: indexing must not stop at one unreadable row.
+    """
+    keys: set[str] = set()
+    try:
+        spec = json.loads(body)["spec"]
+        if kind == "dsse":
+            keys |= {"sha256:" + spec[h]["value"] for h in ("payloadHash", "envelopeHash")}
+            pems = [base64.b64decode(s["verifier"]) for s in spec["signatures"]]
+        else:
+            keys.add("sha256:" + spec["data"]["hash"]["value"])
+            pems = [base64.b64decode(spec["signature"]["publicKey"]["content"])]
+        for pem in pems:
+            canon, _, identities = _verifier_material(pem)
+            keys.add(_key_fingerprint(canon))
+            keys |= {ident.lower() for ident in identities}
+    except (ValueError, LookupError, TypeError, AerError):
+        pass  # not a body this log wrote (a damaged row): indexed by what is readable
+    for s in statement["subject"] if statement else ():
+        digest = s.get("digest") if isinstance(s, dict) else None
+        if isinstance(digest, dict):
+            for alg, value in digest.items():
+                if isinstance(value, str) and _HEX.fullmatch(value.lower()):
+                    keys.add(f"{alg}:{value}".lower())
+    return sorted(keys)
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -99,11 +176,15 @@ def _verifier_material(pem: bytes) -> tuple[bytes, Any, tuple[str, ...]]:
     return canon, key, tuple(identities)
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+
+
 def _verify_raw(key: Any, sig: bytes, message: bytes) -> bool:
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            h = hashes.SHA384() if key.curve.name == "secp384r1" else hashes.SHA256()
-            key.verify(sig, message, ec.ECDSA(h))
+            p384 = key.curve.name == "secp384r1"
+            key.verify(sig, message, _ECDSA_SHA384 if p384 else _ECDSA_SHA256)
         elif isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(sig, message)
         elif isinstance(key, rsa.RSAPublicKey):
@@ -115,6 +196,7 @@ def _verify_raw(key: Any, sig: bytes, message: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)
 def _key_fingerprint(canon_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(canon_pem).hexdigest()
 
@@ -157,7 +239,6 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
     ]
     message = pae(envelope.payload_type, envelope.payload)
     pairs: dict[str, bytes] = {}
-    keys: list[str] = []
     for i, sig in enumerate(envelope.signatures):
         match = next((v for v in loaded if _verify_raw(v[1], sig.sig, message)), None)
         if match is None:
@@ -166,41 +247,16 @@ def prepare_dsse(spec: dict[str, Any]) -> PreparedEntry:
             )
         # Rekor keeps each signature string as sent, once.
         pairs[env_obj["signatures"][i]["sig"]] = match[0]
-        keys.append(_key_fingerprint(match[0]))
-        keys += [ident.lower() for ident in match[2]]
-    payload_hash = hashlib.sha256(envelope.payload).hexdigest()
-    envelope_hash = hashlib.sha256(envelope_json).hexdigest()
-    body = format_dsse_body(
-        envelope_json,
-        envelope.payload,
-        list(pairs.items()),
-        envelope_hash=envelope_hash,
-        payload_hash=payload_hash,
-    )
+    body = format_dsse_body(envelope_json, envelope.payload, list(pairs.items()))
     if len(body) > MAX_BODY_SIZE:
         raise PayloadTooLarge(f"entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE}")
-    index = {"sha256:" + payload_hash, "sha256:" + envelope_hash, *keys}
-    statement = None
-    if envelope.payload_type == "application/vnd.in-toto+json":
-        try:
-            obj = json.loads(envelope.payload)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("subject"), list):
-            statement = obj
-            for s in obj["subject"]:
-                digest = s.get("digest") if isinstance(s, dict) else None
-                if isinstance(digest, dict):
-                    for alg, value in digest.items():
-                        if isinstance(value, str) and _HEX.fullmatch(value.lower()):
-                            index.add(f"{alg}:{value}".lower())
     return PreparedEntry(
         kind="dsse",
         body=body,
         leaf_hash=merkle.hash_leaf(body),
         envelope=envelope_json,
-        index_keys=sorted(index),
-        statement=statement,
+        payload_type=envelope.payload_type,
+        payload=envelope.payload,
     )
 
 
@@ -222,7 +278,7 @@ def prepare_hashedrekord(spec: dict[str, Any]) -> PreparedEntry:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise BadRequest("hashedrekord: data.hash.value must be 64 lowercase hex digits")
     sig = _b64(sig_b64, "signature.content")
-    canon, key, identities = _load_verifier(_b64(key_b64, "publicKey.content"), "publicKey")
+    canon, key, _ = _load_verifier(_b64(key_b64, "publicKey.content"), "publicKey")
     digest = bytes.fromhex(value)
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
@@ -238,14 +294,7 @@ def prepare_hashedrekord(spec: dict[str, Any]) -> PreparedEntry:
     body = format_hashedrekord_body(value, base64.b64encode(sig).decode(), canon)
     if len(body) > MAX_BODY_SIZE:
         raise PayloadTooLarge(f"entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE}")
-    return PreparedEntry(
-        kind="hashedrekord",
-        body=body,
-        leaf_hash=merkle.hash_leaf(body),
-        index_keys=sorted(
-            {"sha256:" + value, _key_fingerprint(canon), *(i.lower() for i in identities)}
-        ),
-    )
+    return PreparedEntry(kind="hashedrekord", body=body, leaf_hash=merkle.hash_leaf(body))
 
 
 def prepare_entry(obj: Any) -> PreparedEntry:

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from werkzeug.exceptions import InternalServerError
@@ -110,7 +111,7 @@ class SubmitFastPath:
         """The 201's body for an entry that landed (run by the sequencer thread)."""
         entry = landed.stored(prepared)
         answer = self.log.entry_answer(entry, landed.checkpoint, landed.proof)
-        return entry.uuid, self._encode(answer)
+        return entry.uuid, f"{dumps_entry_answer(answer)}\n".encode()
 
     def _error(self, e: LogServerError, start_response: Callable[..., Any]) -> Iterable[bytes]:
         body = {"code": e.status, "message": e.message}
@@ -144,6 +145,28 @@ class SubmitFastPath:
             ],
         )
         return [body]
+
+
+def dumps_entry_answer(answer: dict[str, Any]) -> str:
+    """A Rekor ``{uuid: LogEntry}`` answer as ``jsonify`` writes it, without its encoder.
+
+    The answer (:meth:`TransparencyLog.entry_answer`) has a fixed shape, so it
+    is written directly: keys in sorted order, no spaces, strings escaped to
+    ASCII by the same C function ``json`` uses. The tests hold it equal to the
+    app's ``json.dumps`` byte for byte.
+    """
+    ((uuid, e),) = answer.items()
+    v = e["verification"]
+    p = v["inclusionProof"]
+    q = encode_basestring_ascii
+    hashes = ",".join(map(q, p["hashes"]))
+    return (
+        f'{{{q(uuid)}:{{"body":{q(e["body"])},"integratedTime":{int(e["integratedTime"])},'
+        f'"logID":{q(e["logID"])},"logIndex":{int(e["logIndex"])},'
+        f'"verification":{{"inclusionProof":{{"checkpoint":{q(p["checkpoint"])},'
+        f'"hashes":[{hashes}],"logIndex":{int(p["logIndex"])},"rootHash":{q(p["rootHash"])},'
+        f'"treeSize":{int(p["treeSize"])}}},"signedEntryTimestamp":{q(v["signedEntryTimestamp"])}}}}}}}'
+    )
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import logging
 import queue
 import threading
 import time
@@ -22,16 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from log_server.entries import PreparedEntry
+from log_server.entries import PreparedEntry, in_toto_statement, stored_payload
 from log_server.errors import BadRequest, Conflict, NotFound, Unavailable
 from log_server.logkey import LogIdentity
-from log_server.records import extract_record
-from log_server.storage.base import NewEntry, Storage, StoredCheckpoint, StoredEntry, WriteBatch
+from log_server.records import index_row
+from log_server.storage.base import (
+    IndexRow,
+    NewEntry,
+    Storage,
+    StoredCheckpoint,
+    StoredEntry,
+    WriteBatch,
+)
 from verifier import merkle
 from verifier.checkpoint import Checkpoint, format_checkpoint
 from verifier.errors import AerError
 from verifier.note import sign_note
 from verifier.rekor import parse_uuid, set_payload
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,10 @@ class TransparencyLog:
         # The tree's compact range as this log last committed it: the next
         # batch starts from it when no other writer has grown the tree since.
         self._last_range = merkle.CompactRange()
+        # Batches this process integrated and has not indexed yet, by first
+        # index: (integrated time, entries). Storage marks the same ranges.
+        self._unindexed: dict[int, tuple[int, list[PreparedEntry]]] = {}
+        self._unindexed_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------
 
@@ -118,7 +132,7 @@ class TransparencyLog:
         return cp
 
     @contextmanager
-    def _writer(self) -> Iterator[WriteBatch]:
+    def _writer(self, *, durable: bool = True) -> Iterator[WriteBatch]:
         """The write transaction, held under the thread lock and the cross-process file lock."""
         with self._thread_lock:
             if self._lock_path is not None and self._lock_fd is None:
@@ -127,7 +141,7 @@ class TransparencyLog:
             try:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
-                with self.storage.write() as batch:
+                with self.storage.write(durable=durable) as batch:
                     yield batch
             finally:
                 if fd is not None:
@@ -143,8 +157,9 @@ class TransparencyLog:
           (2) answer entries already in the log (or twice in the batch) with Conflict;
           (3) extend the tree's compact range with the new leaves, collecting
               the stored hashes to write;
-          (4) write leaves, hashes, index terms and records, and the checkpoint
-              signed over the new root;
+          (4) write leaves and hashes (marked unindexed: their search terms
+              and records follow the commit, :meth:`index_pending`), and the
+              checkpoint signed over the new root;
           (5) with ``with_proofs`` (the HTTP path), compute each new entry's
               inclusion proof at the new size; commit.
 
@@ -185,15 +200,9 @@ class TransparencyLog:
                 raise RuntimeError("stored hash count mismatch; refusing to write")
             # (4)
             now = int(time.time())
-            new = []
-            for _, e in fresh:
-                record, terms = extract_record(e.statement, e.uuid)
-                new.append(
-                    NewEntry(
-                        e.leaf_hash, e.kind, e.body, e.envelope, [*e.index_keys, *terms], record
-                    )
-                )
-            batch.append(new, now, stored)
+            batch.append(
+                [NewEntry(e.leaf_hash, e.kind, e.body, e.envelope) for _, e in fresh], now, stored
+            )
             cp = self.sign_checkpoint(cr.size, cr.root())
             batch.set_checkpoint(cp)
             # (5) the inclusion proofs for the answers, read through one memo:
@@ -212,6 +221,8 @@ class TransparencyLog:
                 for k in range(len(fresh))
             ]
         self._last_range = cr  # committed
+        with self._unindexed_lock:
+            self._unindexed[size] = (now, [e for _, e in fresh])
         for k, (i, _) in enumerate(fresh):
             results[i] = Integrated(
                 index=size + k,
@@ -220,6 +231,55 @@ class TransparencyLog:
                 proof=proofs[k] if with_proofs else None,
             )
         return [r for r in results if r is not None]
+
+    @property
+    def unindexed_count(self) -> int:
+        """Entries this process integrated and has not indexed yet."""
+        with self._unindexed_lock:
+            return sum(len(entries) for _, entries in self._unindexed.values())
+
+    def index_pending(self, *, own_only: bool = False) -> int:
+        """Write the search terms and records of entries integrated but not indexed.
+
+        Storage marks every unindexed range. Ranges this process integrated
+        are indexed from memory; with ``own_only`` the others (another
+        worker's, or left by a crash) are left alone, else they are read back
+        from storage and indexed the same way (start-up repair, and searches
+        catching up). One transaction, not flushed to disk: if it is lost, the
+        marks are still there. Returns the number of entries indexed.
+        """
+        with self._writer(durable=False) as batch:
+            ranges = batch.unindexed()
+            with self._unindexed_lock:
+                mine = self._unindexed
+                ours = {start: mine.pop(start) for start, _ in ranges if start in mine}
+                mine.clear()  # the rest were indexed by another writer
+            rows: list[IndexRow] = []
+            done: list[int] = []
+            for start, count in ranges:
+                if start in ours:
+                    now, entries = ours[start]
+                    rows += [
+                        index_row(start + k, now, e.uuid, e.kind, e.body, e.statement)
+                        for k, e in enumerate(entries)
+                    ]
+                elif own_only:
+                    continue
+                else:
+                    for e in batch.entries(start, count):
+                        statement = in_toto_statement(*stored_payload(e.kind, e.envelope))
+                        rows.append(
+                            index_row(e.index, e.integrated_time, e.uuid, e.kind, e.body, statement)
+                        )
+                done.append(start)
+            if done:
+                batch.index(rows, done)
+        return len(rows)
+
+    def catch_up_index(self) -> None:
+        """Index whatever is pending, so that a search sees every entry already answered 201."""
+        if self.storage.has_unindexed():
+            self.index_pending()
 
     def conflict(self, uuid: str) -> Conflict:
         """The 409 answer for an entry already in the log."""
@@ -313,7 +373,10 @@ class Sequencer:
 
     Submissions queue up while a batch commits (group commit), so batches
     grow with load; ``max_batch`` bounds a batch and ``max_wait`` optionally
-    waits for more before committing.
+    waits for more before committing. After answering a batch, the thread
+    indexes what it integrated (:meth:`TransparencyLog.index_pending`) once
+    ``index_batch`` entries wait or no submission does, so the 201 never
+    waits for indexing and indexing runs in larger transactions.
     """
 
     def __init__(
@@ -322,6 +385,7 @@ class Sequencer:
         *,
         max_batch: int = 1024,
         max_wait: float = 0.0,
+        index_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         """Create (not yet start) the sequencer; ``on_commit`` runs after each batch."""
@@ -329,6 +393,7 @@ class Sequencer:
         self.on_commit = on_commit
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.index_batch = index_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -375,11 +440,18 @@ class Sequencer:
         self._queue.put(job)
 
     def close(self) -> None:
-        """Stop after the queued submissions are integrated."""
+        """Stop after the queued submissions are integrated (and indexed)."""
         self._closed = True
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
+
+    def _index(self) -> None:
+        """Index this process's integrated entries; a failure leaves them marked for repair."""
+        try:
+            self.log.index_pending(own_only=True)
+        except Exception:
+            _logger.exception("indexing failed; the entries stay marked and are indexed later")
 
     def _take_batch(self) -> tuple[list[_Job], bool]:
         first = self._queue.get()
@@ -407,6 +479,7 @@ class Sequencer:
         while True:
             taken, stop = self._take_batch()
             if stop:
+                self._index()
                 return
             batch: list[tuple[_Job, PreparedEntry]] = []
             for job in taken:
@@ -444,3 +517,5 @@ class Sequencer:
                         job.fut.set_result(job.render(entry, res))
                     except Exception as e:  # the entry is in the log; its answer failed
                         job.fut.set_exception(e)
+            if self.log.unindexed_count >= self.index_batch or self._queue.empty():
+                self._index()

@@ -127,6 +127,12 @@ def _copy_table(
     return n
 
 
+def _has_table(src: sqlite3.Connection, table: str) -> bool:
+    """Whether the SQLite log has ``table`` (a log last opened by an older aer may not)."""
+    found = src.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    return found.fetchone() is not None
+
+
 def _checkpoint_roots(
     src: sqlite3.Connection, identity: LogIdentity, size: int, root: bytes
 ) -> dict[int, bytes]:
@@ -192,8 +198,10 @@ def _copy_and_verify(
             ("records", RECORD_COLUMNS),
             ("blobs", ("digest", "data", "size", "created_at")),
             ("meta", ("key", "value")),
+            ("unindexed", ("start", "count")),  # entries still to index: indexed at start
         ):
-            counts[table] = _copy_table(src, cur, table, columns, progress)
+            if _has_table(src, table):
+                counts[table] = _copy_table(src, cur, table, columns, progress)
         cp = src.execute(
             "SELECT size, root, note, rekor_note, created_at FROM checkpoint WHERE id = 1"
         ).fetchone()
@@ -217,7 +225,7 @@ def _copy_and_verify(
         root,
         counts["entries"],
         counts["records"],
-        counts["blobs"],
+        counts.get("blobs", 0),
         checked,
     )
 

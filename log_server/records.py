@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import predicates
+from log_server.entries import search_keys
+from log_server.storage.base import IndexRow
 
 DECISION_ORDER = ("deny", "warn", "allow")
 
@@ -103,3 +105,16 @@ def extract_record(
         ),
     }
     return row, sorted(set(terms))
+
+
+def index_row(
+    index: int,
+    integrated_time: int,
+    uuid: str,
+    kind: str,
+    body: bytes,
+    statement: dict[str, Any] | None,
+) -> IndexRow:
+    """Everything search finds entry ``index`` by: Rekor's keys, AER's terms and record."""
+    record, terms = extract_record(statement, uuid)
+    return IndexRow(index, integrated_time, [*search_keys(kind, body, statement), *terms], record)

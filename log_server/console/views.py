@@ -19,6 +19,7 @@ from verifier.fulcio import extension_labels
 FIELDS = ("sponsor", "agent", "model", "repository", "commit", "decision", "since", "until")
 """The search filters of ``/ui/`` (query parameters, permalinks)."""
 
+
 def search_link(path: str, params: Mapping[str, str | None]) -> str:
     """``path`` with the non-empty ``params`` as its query string."""
     query = urlencode({k: v for k, v in params.items() if v})

@@ -11,6 +11,7 @@ loads psycopg). The names below are re-exported so that
 from log_server.storage.base import (
     HASHES_PER_ROW,
     RECORD_COLUMNS,
+    IndexRow,
     NewEntry,
     Storage,
     StoredCheckpoint,
@@ -23,6 +24,7 @@ from log_server.storage.sqlite import (
     m001_initial,
     m002_packed_hashes,
     m003_blobs,
+    m004_unindexed,
     migrate,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "HASHES_PER_ROW",
     "MIGRATIONS",
     "RECORD_COLUMNS",
+    "IndexRow",
     "NewEntry",
     "SQLiteStorage",
     "Storage",
@@ -39,5 +42,6 @@ __all__ = [
     "m001_initial",
     "m002_packed_hashes",
     "m003_blobs",
+    "m004_unindexed",
     "migrate",
 ]

@@ -1,9 +1,13 @@
 """The storage protocol and the types shared by every backend.
 
 The tree reads hashes through :meth:`Storage.read_hashes` (sumdb's
-``HashReader``), and every write happens inside :meth:`Storage.write`, one
-transaction holding the new leaves, their stored hashes, index terms and the
-new checkpoint. Routes never see SQL; each backend (SQLite in
+``HashReader``), and every write happens inside :meth:`Storage.write`: one
+durable transaction holds the new leaves, their stored hashes and the new
+checkpoint, and marks the leaves *unindexed*; a later transaction writes their
+search terms and record rows (:meth:`WriteBatch.index`) and clears the mark.
+Search reads only what is indexed, so it never shows an entry that is not in
+the tree, and a crash between the two leaves the mark for the next start to
+repair. Routes never see SQL; each backend (SQLite in
 :mod:`log_server.storage.sqlite`, PostgreSQL in :mod:`log_server.storage.postgres`)
 implements the same :class:`Storage` protocol.
 """
@@ -45,14 +49,33 @@ class StoredCheckpoint:
 
 @dataclass(frozen=True)
 class NewEntry:
-    """An entry to append, with its index terms and optional record row."""
+    """An entry to append."""
 
     leaf_hash: bytes
     kind: str
     body: bytes
     envelope: bytes | None
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """What search finds an integrated entry by: its terms and optional record row.
+
+    ``record`` holds the record columns but ``idx`` and ``integrated_time``,
+    which are the entry's own.
+    """
+
+    index: int
+    integrated_time: int
     terms: Sequence[str]
-    record: dict[str, Any] | None
+    record: Mapping[str, Any] | None
+
+    def record_values(self) -> tuple[Any, ...] | None:
+        """The record row's values in :data:`RECORD_COLUMNS` order (None: no record)."""
+        if self.record is None:
+            return None
+        row = {**self.record, "idx": self.index, "integrated_time": self.integrated_time}
+        return tuple(row.get(c) for c in RECORD_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -127,7 +150,22 @@ class WriteBatch(Protocol):
     def append(
         self, entries: Sequence[NewEntry], integrated_time: int, hashes: Sequence[bytes]
     ) -> None:
-        """Append entries at ``tree_size``, and the stored hashes they add after the tree's."""
+        """Append entries at ``tree_size``, and the stored hashes they add after the tree's.
+
+        The entries are marked unindexed, as one range starting at ``tree_size``.
+        """
+        ...
+
+    def unindexed(self) -> list[tuple[int, int]]:
+        """The ``(start, count)`` ranges of entries not indexed yet, ascending."""
+        ...
+
+    def entries(self, start: int, count: int) -> list[StoredEntry]:
+        """The entries ``start .. start+count-1`` (to index them from storage)."""
+        ...
+
+    def index(self, rows: Sequence[IndexRow], done: Sequence[int]) -> None:
+        """Write ``rows`` (rewriting is harmless); unmark the ranges starting at ``done``."""
         ...
 
     def set_checkpoint(self, cp: StoredCheckpoint) -> None:
@@ -182,8 +220,16 @@ class Storage(Protocol):
         """Set ``key`` to ``value`` unless it is set (atomically); return the stored value."""
         ...
 
-    def write(self) -> Any:
-        """Open a write transaction: a context manager yielding a :class:`WriteBatch`."""
+    def has_unindexed(self) -> bool:
+        """Whether some integrated entries are not indexed yet."""
+        ...
+
+    def write(self, *, durable: bool = True) -> Any:
+        """Open a write transaction: a context manager yielding a :class:`WriteBatch`.
+
+        With ``durable=False`` the commit may skip the flush to disk: for work
+        that is repaired if lost (indexing), never for entries or checkpoints.
+        """
         ...
 
     def put_blob(self, digest: str, data: bytes) -> bool:
@@ -247,6 +293,12 @@ def hash_rows_to_write(
         data = prefix + data
     size = HASHES_PER_ROW * 32
     return [(row + k, data[i : i + size]) for k, i in enumerate(range(0, len(data), size))]
+
+
+def stored_entry(row: Sequence[Any]) -> StoredEntry:
+    """A stored entry from the columns ``idx, leaf, kind, body, integrated_time, envelope``."""
+    envelope = bytes(row[5]) if row[5] is not None else None
+    return StoredEntry(row[0], bytes(row[1]), row[2], bytes(row[3]), row[4], envelope)
 
 
 def hash_row_ids(indexes: Sequence[int]) -> list[int]:

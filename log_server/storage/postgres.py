@@ -46,6 +46,7 @@ from log_server.errors import ConfigError, Unavailable
 from log_server.storage import base
 from log_server.storage.base import (
     RECORD_COLUMNS,
+    IndexRow,
     NewEntry,
     RecordQuery,
     StoredCheckpoint,
@@ -86,7 +87,12 @@ def m001_initial(cur: psycopg.Cursor[Any]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Cursor[Any]], None]] = [m001_initial]
+def m002_unindexed(cur: psycopg.Cursor[Any]) -> None:
+    """Create ``unindexed``: the ranges of entries whose terms and records are not written yet."""
+    cur.execute("CREATE TABLE unindexed (start BIGINT PRIMARY KEY, count INTEGER NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Cursor[Any]], None]] = [m001_initial, m002_unindexed]
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:
@@ -166,24 +172,39 @@ class _PostgresBatch:
                     (start + i, e.leaf_hash, e.kind, e.body, integrated_time, e.envelope)
                 )
         _append_hashes(cur, hashes_start, hashes)
-        terms = sorted({(t, start + i) for i, e in enumerate(entries) for t in e.terms})
-        if terms:
-            with cur.copy("COPY terms (term, idx) FROM STDIN") as copy:
-                for row in terms:
-                    copy.write_row(row)
-        records = [
-            {**e.record, "idx": start + i, "integrated_time": integrated_time}
-            for i, e in enumerate(entries)
-            if e.record is not None
-        ]
-        if records:
-            query = sql.SQL("COPY records ({}) FROM STDIN").format(
-                sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS))
-            )
-            with cur.copy(query) as copy:
-                for r in records:
-                    copy.write_row(tuple(r.get(c) for c in RECORD_COLUMNS))
+        cur.execute("INSERT INTO unindexed (start, count) VALUES (%s, %s)", (start, len(entries)))
         self.tree_size = start + len(entries)
+
+    def unindexed(self) -> list[tuple[int, int]]:
+        rows = self.cur.execute("SELECT start, count FROM unindexed ORDER BY start").fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def entries(self, start: int, count: int) -> list[StoredEntry]:
+        rows = self.cur.execute(
+            "SELECT idx, leaf, kind, body, integrated_time, envelope FROM entries "
+            "WHERE idx >= %s AND idx < %s ORDER BY idx",
+            (start, start + count),
+        ).fetchall()
+        return [base.stored_entry(r) for r in rows]
+
+    def index(self, rows: Sequence[IndexRow], done: Sequence[int]) -> None:
+        cur = self.cur
+        terms = sorted({(t, r.index) for r in rows for t in r.terms})
+        if terms:
+            cur.executemany(
+                "INSERT INTO terms (term, idx) VALUES (%s, %s) ON CONFLICT DO NOTHING", terms
+            )
+        records = [v for v in (r.record_values() for r in rows) if v is not None]
+        if records:
+            query = sql.SQL(
+                "INSERT INTO records ({}) VALUES ({}) ON CONFLICT (idx) DO NOTHING"
+            ).format(
+                sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS)),
+                sql.SQL(", ").join(sql.Placeholder() * len(RECORD_COLUMNS)),
+            )
+            cur.executemany(query, records)
+        if done:
+            cur.execute("DELETE FROM unindexed WHERE start = ANY(%s)", (list(done),))
 
     def set_checkpoint(self, cp: StoredCheckpoint) -> None:
         self.cur.execute(
@@ -309,10 +330,7 @@ class PostgresStorage:
         ).format(sql.Identifier(column))
         with self._cursor() as cur:
             row = cur.execute(query, (arg,)).fetchone()
-        if row is None:
-            return None
-        envelope = bytes(row[5]) if row[5] is not None else None
-        return StoredEntry(row[0], bytes(row[1]), row[2], bytes(row[3]), row[4], envelope)
+        return None if row is None else base.stored_entry(row)
 
     def entry_by_index(self, index: int) -> StoredEntry | None:
         """Return the entry at ``index``."""
@@ -396,9 +414,16 @@ class PostgresStorage:
         row = self._one("SELECT data FROM blobs WHERE digest = %s", (digest,))
         return bytes(row[0]) if row else None
 
+    def has_unindexed(self) -> bool:
+        """Whether some entries are not indexed yet."""
+        return self._one("SELECT 1 FROM unindexed LIMIT 1", ()) is not None
+
     @contextmanager
-    def write(self) -> Iterator[_PostgresBatch]:
+    def write(self, *, durable: bool = True) -> Iterator[_PostgresBatch]:
         """One write transaction under the coordination row's lock; commits at the end.
+
+        With ``durable=False`` the commit does not wait for the WAL flush
+        (``synchronous_commit = off`` for this transaction only).
 
         Raises:
             Unavailable: the database could not be reached or the lock
@@ -406,6 +431,8 @@ class PostgresStorage:
         """
         try:
             with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                if not durable:
+                    cur.execute("SET LOCAL synchronous_commit TO OFF")
                 yield _PostgresBatch(cur)
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e

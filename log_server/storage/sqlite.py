@@ -22,6 +22,7 @@ from log_server.storage import base
 from log_server.storage.base import (
     HASHES_PER_ROW,
     RECORD_COLUMNS,
+    IndexRow,
     NewEntry,
     RecordQuery,
     StoredCheckpoint,
@@ -125,10 +126,19 @@ def m003_blobs(db: sqlite_utils.Database) -> None:
     )
 
 
+def m004_unindexed(db: sqlite_utils.Database) -> None:
+    """Create ``unindexed``: the ranges of entries whose terms and records are not written yet."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS unindexed (start INTEGER PRIMARY KEY, "
+        "count INTEGER NOT NULL) STRICT"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_packed_hashes,
     m003_blobs,
+    m004_unindexed,
 ]
 
 
@@ -180,22 +190,35 @@ class _SQLiteBatch:
             ],
         )
         _append_hashes(conn, hashes_start, hashes)
+        conn.execute("INSERT INTO unindexed (start, count) VALUES (?, ?)", (start, len(entries)))
+        self.tree_size = start + len(entries)
+
+    def unindexed(self) -> list[tuple[int, int]]:
+        rows = self.db.execute("SELECT start, count FROM unindexed ORDER BY start").fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def entries(self, start: int, count: int) -> list[StoredEntry]:
+        rows = self.db.execute(
+            "SELECT idx, leaf, kind, body, integrated_time, envelope FROM entries "
+            "WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, start + count),
+        ).fetchall()
+        return [base.stored_entry(r) for r in rows]
+
+    def index(self, rows: Sequence[IndexRow], done: Sequence[int]) -> None:
+        conn = self.db.conn
         conn.executemany(
             "INSERT OR IGNORE INTO terms (term, idx) VALUES (?, ?)",
-            [(t, start + i) for i, e in enumerate(entries) for t in e.terms],
+            [(t, r.index) for r in rows for t in r.terms],
         )
-        records = [
-            {**e.record, "idx": start + i, "integrated_time": integrated_time}
-            for i, e in enumerate(entries)
-            if e.record is not None
-        ]
+        records = [v for v in (r.record_values() for r in rows) if v is not None]
         if records:
-            cols = RECORD_COLUMNS
             conn.executemany(
-                f"INSERT INTO records ({', '.join(cols)}) VALUES ({_marks(len(cols))})",  # noqa: S608
-                [tuple(r.get(c) for c in cols) for r in records],
+                f"INSERT OR REPLACE INTO records ({', '.join(RECORD_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({_marks(len(RECORD_COLUMNS))})",
+                records,
             )
-        self.tree_size = start + len(entries)
+        conn.executemany("DELETE FROM unindexed WHERE start = ?", [(s,) for s in done])
 
     def set_checkpoint(self, cp: StoredCheckpoint) -> None:
         self.db.execute(
@@ -305,16 +328,7 @@ class SQLiteStorage:
             )
             .fetchone()
         )
-        if row is None:
-            return None
-        return StoredEntry(
-            row[0],
-            bytes(row[1]),
-            row[2],
-            bytes(row[3]),
-            row[4],
-            bytes(row[5]) if row[5] is not None else None,
-        )
+        return None if row is None else base.stored_entry(row)
 
     def entry_by_index(self, index: int) -> StoredEntry | None:
         """Return the entry at ``index``."""
@@ -392,17 +406,33 @@ class SQLiteStorage:
         row = self._db().execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
         return bytes(row[0]) if row else None
 
+    def has_unindexed(self) -> bool:
+        """Whether some entries are not indexed yet."""
+        return self._db().execute("SELECT 1 FROM unindexed LIMIT 1").fetchone() is not None
+
     @contextmanager
-    def write(self) -> Iterator[_SQLiteBatch]:
-        """One write transaction; commits (durably) when the block ends."""
+    def write(self, *, durable: bool = True) -> Iterator[_SQLiteBatch]:
+        """One write transaction; commits when the block ends.
+
+        The commit is flushed to disk as ``synchronous`` says; with
+        ``durable=False`` it is not flushed (``synchronous=NORMAL``: in WAL mode
+        the database stays consistent, and the next durable commit flushes it too).
+        """
         db = self._db()
         if not getattr(self._local, "writes", False):  # this thread writes: a larger cache
             db.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
             self._local.writes = True
-        db.execute("BEGIN IMMEDIATE")
+        relax = not durable and self.synchronous.upper() not in ("NORMAL", "OFF", "0", "1")
+        if relax:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield _SQLiteBatch(db)
-        except BaseException:
-            db.rollback()
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteBatch(db)
+            except BaseException:
+                db.rollback()
+                raise
+            db.execute("COMMIT")
+        finally:
+            if relax:
+                db.execute(f"PRAGMA synchronous={self.synchronous}")

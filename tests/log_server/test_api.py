@@ -34,6 +34,7 @@ from werkzeug.test import TestResponse
 from attest.signing import KeySigner
 from attest.submit import proposed_dsse_entry
 from log_server.entries import prepare_entry
+from log_server.fastpath import dumps_entry_answer
 from log_server.log import TransparencyLog
 from tests.log_server.helpers import (
     ORIGIN,
@@ -244,6 +245,32 @@ class TestCreateEntry:
                 assert resp.headers["Content-Length"] == str(len(resp.get_data()))
         assert created.headers["Location"] == dup.headers["Location"] == f"{ENTRIES}/{uuid}"
         assert created.headers["ETag"] == dup.headers["ETag"] == uuid
+
+    @pytest.mark.parametrize("hashes", [0, 1, 7])
+    def test_entry_answer_writer_is_jsonify(self, app: Flask, hashes: int) -> None:
+        # The fast path writes the 201 directly (dumps_entry_answer); whatever
+        # the strings hold (a checkpoint's em dash and newlines, a non-ASCII
+        # origin, quotes), the bytes are jsonify's.
+        answer = {
+            "ab" * 32: {
+                "body": 'eyJ9"/+=',
+                "integratedTime": 1_765_000_000,
+                "logID": "cd" * 32,
+                "logIndex": 12345,
+                "verification": {
+                    "inclusionProof": {
+                        "logIndex": 12345,
+                        "rootHash": "ef" * 32,
+                        "treeSize": 99_999,
+                        "hashes": [f"{i:064x}" for i in range(hashes)],
+                        "checkpoint": "log.例え.example - 1\n99999\nq83=\n\n— log AbCd=\n",
+                    },
+                    "signedEntryTimestamp": "MEUCIQ+/==",
+                },
+            }
+        }
+        with app.app_context():
+            assert f"{dumps_entry_answer(answer)}\n".encode() == jsonify(answer).get_data()
 
     def test_create_entry_duplicate_conflict(
         self, client: FlaskClient, key: ec.EllipticCurvePrivateKey

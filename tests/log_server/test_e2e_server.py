@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -321,6 +322,9 @@ class TestServerProcess:
         with lock:
             acknowledged = dict(acked)
         assert len(acknowledged) >= 150
+        with sqlite3.connect(data / "log.db") as db:  # what the kill left to index
+            left = db.execute("SELECT coalesce(sum(count), 0) FROM unindexed").fetchone()[0]
+        print(f"killed with {left} entries integrated but not yet indexed")
         log = start_log(data)
         try:
             size, root = tree(log.url)
@@ -329,6 +333,18 @@ class TestServerProcess:
                 r = requests.get(f"{log.url}/api/v1/log/entries/{uid}", timeout=10)
                 assert r.status_code == 200, uid
                 assert r.json()[uid]["logIndex"] == index
+            # Search finds every entry of the tree: the worker's start indexed what
+            # the kill left unindexed.
+            with sqlite3.connect(data / "log.db") as db:
+                assert db.execute("SELECT count(*) FROM unindexed").fetchone()[0] == 0
+            pem = format_public_key(key.public_key())
+            found = requests.post(
+                f"{log.url}/api/v1/index/retrieve",
+                json={"publicKey": {"format": "x509", "content": base64.b64encode(pem).decode()}},
+                timeout=30,
+            ).json()
+            assert len(found) == size
+            assert set(acknowledged) <= {u[-64:] for u in found}
             # The restarted log's checkpoint is consistent with one taken before the kill.
             vkey = subprocess.run(
                 [

@@ -20,10 +20,12 @@ from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import Conflict, Unavailable, Unprocessable
 from log_server.log import Integrated, NotPrepared, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage.sqlite import SQLiteStorage, migrate
+from log_server.records import index_row
+from log_server.storage.sqlite import MIGRATIONS, SQLiteStorage, migrate
 from tests.log_server.helpers import (
     ORIGIN,
     aer_statement,
+    cert_pem,
     commit_id,
     dsse_proposal,
     hashedrekord_proposal,
@@ -31,6 +33,7 @@ from tests.log_server.helpers import (
     ref_consistency,
     ref_inclusion,
     ref_root,
+    self_signed_cert,
     statement,
 )
 from verifier import merkle
@@ -89,7 +92,12 @@ def _leaves(log: TransparencyLog) -> list[bytes]:
 class TestMigrations:
     def test_migrate_fresh_database_once(self, tmp_path: Path) -> None:
         db = sqlite_utils.Database(tmp_path / "x.db")
-        assert migrate(db) == ["m001_initial", "m002_packed_hashes", "m003_blobs"]
+        assert migrate(db) == [
+            "m001_initial",
+            "m002_packed_hashes",
+            "m003_blobs",
+            "m004_unindexed",
+        ]
         assert migrate(db) == []
         assert {"meta", "entries", "hash_rows", "checkpoint", "terms", "records"} <= set(
             db.table_names()
@@ -99,8 +107,9 @@ class TestMigrations:
             "m001_initial",
             "m002_packed_hashes",
             "m003_blobs",
+            "m004_unindexed",
         ]
-        assert "blobs" in db.table_names()
+        assert {"blobs", "unindexed"} <= set(db.table_names())
 
     def test_m002_packs_existing_hashes(self, tmp_path: Path) -> None:
         from log_server.storage.sqlite import (
@@ -129,7 +138,7 @@ class TestMigrations:
         second.close()
         db = sqlite_utils.Database(path)
         assert migrate(db) == []
-        assert db.table("_migrations").count == 3
+        assert db.table("_migrations").count == len(MIGRATIONS)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     def test_new_storage_has_no_checkpoint(self, tmp_path: Path) -> None:
@@ -201,6 +210,12 @@ class TestIntegrate:
         )
         log.integrate([entries[0], aer, other])
         storage = log.storage
+        # Search terms and records follow the commit, in a transaction of their own.
+        assert storage.has_unindexed()
+        assert storage.find_terms(["commit:" + commit], match_all=True) == []
+        assert storage.record(1) is None
+        assert log.index_pending() == 3
+        assert not storage.has_unindexed()
         for i, e in enumerate([entries[0], aer, other]):
             stored = storage.entry_by_index(i)
             assert stored is not None
@@ -257,6 +272,165 @@ class TestIntegrate:
         bad = prepare_entry(dsse_proposal(st, new_key())[0])
         results = log.integrate([entries[0], bad])
         assert isinstance(results[0], Integrated)
+
+
+def _search_state(log: TransparencyLog, size: int) -> list[tuple[list[str], object]]:
+    """Every entry's terms as stored, and its record row."""
+    return [(_all_terms(log, i), log.storage.record(i)) for i in range(size)]
+
+
+def _all_terms(log: TransparencyLog, index: int) -> list[str]:
+    """The terms stored for entry ``index`` (read with SQL: the protocol has no such read)."""
+    storage = log.storage
+    db = getattr(storage, "_db", None)
+    if db is not None:
+        rows = db().execute("SELECT term FROM terms WHERE idx = ? ORDER BY term", (index,))
+        return [r[0] for r in rows]
+    with storage._cursor() as cur:  # type: ignore[attr-defined]
+        rows = cur.execute("SELECT term FROM terms WHERE idx = %s ORDER BY term", (index,))
+        return [r[0] for r in rows]
+
+
+class TestIndexing:
+    """Search terms and records are written after the commit, and repaired after a crash."""
+
+    @pytest.fixture
+    def mixed(self) -> list[PreparedEntry]:
+        key, cert_key = new_key(), new_key()
+        cert = self_signed_cert(cert_key, email="Bot@Example.com", uri="https://ci.example/wf")
+        by_cert = dsse_proposal(
+            aer_statement(commits=[commit_id("b")]), cert_key, verifiers=[cert_pem(cert)]
+        )
+        return [
+            prepare_entry(dsse_proposal(aer_statement(commits=[commit_id("a")]), key)[0]),
+            prepare_entry(hashedrekord_proposal(b"artifact", key)),
+            prepare_entry(by_cert[0]),
+            prepare_entry(dsse_proposal(b"not a statement", key, payload_type="text/plain")[0]),
+        ]
+
+    def test_indexed_from_storage_as_from_memory(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, mixed: list[PreparedEntry]
+    ) -> None:
+        # What the integrating process would index from memory, another
+        # process (start-up repair after a crash) indexes from the stored body
+        # and envelope: the same terms and records.
+        landed = log.integrate(mixed)
+        expected = [
+            index_row(r.index, r.integrated_time, e.uuid, e.kind, e.body, e.statement)
+            for r, e in zip(landed, mixed, strict=True)
+            if isinstance(r, Integrated)
+        ]
+        repairer = opener(tmp_path / "data")  # nothing of this batch in its memory
+        try:
+            assert repairer.index_pending() == len(mixed)
+        finally:
+            repairer.storage.close()
+        assert log.index_pending(own_only=True) == 0  # done by the other; dropped here
+        for row in expected:
+            assert _all_terms(log, row.index) == sorted(set(row.terms))
+            stored = log.storage.record(row.index)
+            if row.record is None:
+                assert stored is None
+            else:
+                want = {**row.record, "idx": row.index, "integrated_time": row.integrated_time}
+                assert stored == want
+        terms = _all_terms(log, 2)
+        assert {"bot@example.com", "https://ci.example/wf", "commit:" + commit_id("b")} <= set(
+            terms
+        )
+        assert set(mixed[1].index_keys) == set(_all_terms(log, 1))
+        assert _search_state(log, 4)[3][1] is None  # a non-statement payload: no record
+
+    def test_own_only_leaves_other_writers_ranges(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
+    ) -> None:
+        other = opener(tmp_path / "data")  # a second worker on the same log
+        try:
+            log.integrate(entries[:5])
+            other.integrate(entries[5:8])
+            assert other.index_pending(own_only=True) == 3
+            assert log.storage.has_unindexed()  # the first writer's range is still marked
+            assert log.index_pending(own_only=True) == 5
+            assert not log.storage.has_unindexed()
+            # Indexing again finds nothing and rewrites nothing.
+            assert log.index_pending() == 0 and other.index_pending() == 0
+            for i in range(8):
+                assert i in log.storage.find_terms(entries[i].index_keys[:1], match_all=True)
+        finally:
+            other.storage.close()
+
+    def test_range_indexed_by_another_is_dropped_from_memory(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
+    ) -> None:
+        other = opener(tmp_path / "data")
+        try:
+            log.integrate(entries[:4])
+            assert log.unindexed_count == 4
+            assert other.index_pending() == 4  # a search on the other worker caught up
+            assert log.index_pending(own_only=True) == 0
+            assert log.unindexed_count == 0
+        finally:
+            other.storage.close()
+
+    def test_catch_up_before_search(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        log.integrate(entries[:2])
+        key = entries[1].index_keys[0]
+        assert 1 not in log.storage.find_terms([key], match_all=True)
+        log.catch_up_index()
+        assert 1 in log.storage.find_terms([key], match_all=True)
+        log.catch_up_index()  # nothing pending: a read only
+
+    def test_repair_at_app_start(self, tmp_path: Path, entries: list[PreparedEntry]) -> None:
+        from log_server.app import create_app
+
+        data = tmp_path / "data"
+        crashed = _open(data)
+        crashed.integrate(entries[:6])  # the process dies before indexing
+        crashed.storage.close()
+        app = create_app({"DATA_DIR": str(data), "ORIGIN": ORIGIN})
+        storage = app.extensions["aer"].log.storage
+        assert not storage.has_unindexed()
+        for i in range(6):
+            assert i in storage.find_terms(entries[i].index_keys[:1], match_all=True)
+        app.extensions["aer"].sequencer.close()
+
+    def test_sequencer_indexes_after_answering(
+        self, log: TransparencyLog, entries: list[PreparedEntry]
+    ) -> None:
+        seq = Sequencer(log, index_batch=1000)
+        try:
+            landed = [seq.submit(e) for e in entries[:10]]
+            assert all(isinstance(f.result(timeout=30), Integrated) for f in landed)
+        finally:
+            seq.close()  # stops after indexing what it integrated
+        assert not log.storage.has_unindexed()
+        assert log.unindexed_count == 0
+        assert 9 in log.storage.find_terms(entries[9].index_keys[:1], match_all=True)
+
+    def test_sequencer_indexing_failure_keeps_marks_and_serving(
+        self, log: TransparencyLog, entries: list[PreparedEntry], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls: list[int] = []
+        real = log.index_pending
+
+        def failing(*, own_only: bool = False) -> int:
+            calls.append(1)
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(log, "index_pending", failing)
+        seq = Sequencer(log, index_batch=1)
+        try:
+            assert isinstance(seq.submit(entries[0]).result(timeout=30), Integrated)
+            assert isinstance(seq.submit(entries[1]).result(timeout=30), Integrated)
+        finally:
+            seq.close()
+        assert calls  # it tried, failed, and went on serving
+        assert log.storage.has_unindexed()
+        monkeypatch.setattr(log, "index_pending", real)
+        assert log.index_pending() == 2
+        assert not log.storage.has_unindexed()
 
 
 class TestProofs:
