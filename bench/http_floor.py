@@ -74,18 +74,25 @@ def measure(
     entries: list[bytes],
     clients: int,
     seconds: float,
+    load: str = "python",
 ) -> dict[str, Any]:
-    """One floor run: start ``server`` on ``_floor_app:app``, drive it, stop it."""
+    """One floor run: start ``server`` on ``_floor_app:app``, drive it, stop it.
+
+    ``load`` is the load generator, as in ingest_http.py (``python`` or ``wrk``).
+    """
     port = c.free_port()
     proc = serve(server, app, workers, threads, port)
     try:
         cpu0 = c.cpu_seconds(c.process_tree(proc.pid))
-        raw = ih.drive(port, entries, clients, seconds)
+        if load == "wrk":
+            raw = ih.drive_wrk(port, entries, clients, seconds)
+        else:
+            raw = ih.drive(port, entries, clients, seconds)
         cpu1 = c.cpu_seconds(c.process_tree(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    res = ih.summarize(raw, seconds, seconds * 0.1)
+    res = ih.summarize_wrk(raw) if load == "wrk" else ih.summarize(raw, seconds, seconds * 0.1)
     n = max(res["created_201"], 1)
     res["server_cpu_ms_per_request"] = (cpu1 - cpu0) * 1000 / n
     res["client_cpu_ms_per_request"] = raw["client_cpu_s"] * 1000 / n
@@ -93,7 +100,14 @@ def measure(
         f"floor {server} {app} workers={workers}: {res['submissions_per_s']:.0f} req/s, "
         f"server {res['server_cpu_ms_per_request']:.2f} ms CPU/req"
     )
-    return {"server": server, "app": app, "workers": workers, "threads": threads, **res}
+    return {
+        "server": server,
+        "app": app,
+        "workers": workers,
+        "threads": threads,
+        "load": load,
+        **res,
+    }
 
 
 def main() -> None:
@@ -105,6 +119,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--load", choices=("python", "wrk"), default="python")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     entries = c.signed_entries(args.size)
@@ -118,7 +133,9 @@ def main() -> None:
         args.servers.split(","), args.apps.split(","), [int(x) for x in args.workers.split(",")]
     ):
         result["runs"].append(
-            measure(server, app, workers, args.threads, entries, args.clients, args.seconds)
+            measure(
+                server, app, workers, args.threads, entries, args.clients, args.seconds, args.load
+            )
         )
     c.emit("http_floor", result, args.out)
 

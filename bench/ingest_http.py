@@ -39,7 +39,17 @@ from typing import Any
 import _common as c
 
 WRK_THREADS = 1
-DEFAULT = {"workers": 1, "threads": 16, "synchronous": "FULL", "whatif": None}
+APP_KEYS = ("max_wait", "index_batch")
+"""What-if keys that are app settings (``MAX_WAIT``, ``INDEX_BATCH``); others are PRAGMAs."""
+try:  # the default worker count of the code measured (before 2026-12-06 it was 1)
+    from log_server.server import default_workers
+except ImportError:  # pragma: no cover - an older checkout
+
+    def default_workers() -> int:
+        return 1
+
+
+DEFAULT = {"workers": default_workers(), "threads": 16, "synchronous": "FULL", "whatif": None}
 SUBMIT = "/api/v1/log/entries"
 
 
@@ -275,10 +285,8 @@ def run_setting(
             threads=threads,
             synchronous=synchronous,
             max_batch=max_batch,
-            app_config={"MAX_WAIT": variant["max_wait"]}
-            if variant and "max_wait" in variant
-            else None,
-            pragmas={k: v for k, v in (variant or {}).items() if k != "max_wait"} or None,
+            app_config={k.upper(): v for k, v in (variant or {}).items() if k in APP_KEYS} or None,
+            pragmas={k: v for k, v in (variant or {}).items() if k not in APP_KEYS} or None,
         ) as srv:
             if load == "wrk":
                 n_warm = min(len(entries) // 10, int(warmup * 6000))
@@ -396,7 +404,8 @@ def main() -> None:
         "--variants",
         default="shipped",
         help="what-ifs, ';'-separated: 'shipped' (as the CLI runs it) or k=v[,k=v] with k\n"
-        "max_wait (sequencer MAX_WAIT seconds) or a SQLite PRAGMA name (e.g. mmap_size);\n"
+        "max_wait (sequencer MAX_WAIT seconds), index_batch (INDEX_BATCH entries) or a\n"
+        "SQLite PRAGMA name (e.g. mmap_size);\n"
         "e.g. 'shipped;max_wait=0.005;mmap_size=268435456'",
     )
     ap.add_argument("--quick", action="store_true", help="only the default setting, 16 clients")
@@ -522,7 +531,14 @@ def main() -> None:
         s = best["setting"]
         result["server_floor"] = [
             http_floor.measure(
-                "granian", app, s["workers"], s["threads"], entries, s["clients"], args.seconds
+                "granian",
+                app,
+                s["workers"],
+                s["threads"],
+                entries,
+                s["clients"],
+                args.seconds,
+                args.load,
             )
             for app in ("wsgi", "flask_app")
         ]

@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -58,22 +59,36 @@ def _fresh_log(data: Path) -> TransparencyLog:
     return log
 
 
+def _dumps(answer: Any) -> str:
+    """The 201's JSON as the server writes it (the fast path's writer where it exists)."""
+    try:
+        from log_server.fastpath import dumps_entry_answer
+    except ImportError:  # before 1889728: the generic encoder
+        return json.dumps(answer, separators=(",", ":"), sort_keys=True)
+    return dumps_entry_answer(answer)
+
+
 def run(requests: list[bytes], batch: int) -> float:
     """Do the submissions' work on a fresh log; return thread CPU seconds."""
     data = Path(tempfile.mkdtemp(prefix="aer-bench-cost-"))
     try:
         log = _fresh_log(data)
+        index = getattr(log, "index_pending", None)  # after the commit (absent before 1889728)
         t0 = time.thread_time()
         for lo in range(0, len(requests), batch):
             prepared = [prepare_entry(loads_strict(r)) for r in requests[lo : lo + batch]]
             landed = log.integrate(prepared, with_proofs=True)
+            if index is not None and log.unindexed_count >= 128:
+                index(own_only=True)  # as the sequencer: search terms per 128 entries
             for p, res in zip(prepared, landed, strict=True):
                 assert isinstance(res, Integrated)
                 entry = StoredEntry(
                     res.index, p.leaf_hash, p.kind, p.body, res.integrated_time, p.envelope
                 )
                 answer = log.entry_answer(entry, res.checkpoint, res.proof)
-                json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
+                _dumps(answer).encode()
+        if index is not None:
+            index(own_only=True)
         cpu = time.thread_time() - t0
         log.storage.close()
         return cpu
@@ -134,7 +149,7 @@ def run_threaded(requests: list[bytes], threads: int, mode: str) -> dict[str, fl
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _callgrind(size: int, batch: int) -> int:
+def _callgrind(size: int, batch: int, gc_mode: str) -> int:
     """Total instructions of this script run with ``--size size`` under callgrind."""
     out = Path(tempfile.mkdtemp(prefix="aer-bench-cg-")) / "callgrind.out"
     try:
@@ -149,6 +164,8 @@ def _callgrind(size: int, batch: int) -> int:
                 str(size),
                 "--batch",
                 str(batch),
+                "--gc",
+                gc_mode,
                 "--inner",
             ],
             check=True,
@@ -176,10 +193,21 @@ def main() -> None:
         help="also from this many submitting threads through the real Sequencer, both ways\n"
         "(request threads verify and answer / the sequencer thread does it all)",
     )
+    ap.add_argument(
+        "--gc",
+        choices=("server", "python"),
+        default="server",
+        help="cyclic GC settings: 'server' as a serving worker sets them (start-up\n"
+        "objects frozen, thresholds 20000/20/20; log_server/server.py), or Python's",
+    )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     requests = c.signed_entries(max(args.size, 1))[: args.size]
+    if args.gc == "server":  # what log_server.server.settle_garbage_collector does
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
     if args.inner:
         run(requests, args.batch)
         return
@@ -209,7 +237,8 @@ def main() -> None:
                 f"mean batch {res['mean_batch']:.1f}"
             )
     if args.callgrind:
-        full, empty = _callgrind(args.size, args.batch), _callgrind(0, args.batch)
+        full = _callgrind(args.size, args.batch, args.gc)
+        empty = _callgrind(0, args.batch, args.gc)
         result["instructions_per_submission"] = (full - empty) / args.size
         per = result["instructions_per_submission"]
         c.log(f"callgrind: {per:,.0f} instructions per submission")

@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "SYNCHRONOUS": "FULL",
     "MAX_BATCH": 1024,
     "MAX_WAIT": 0.0,
-    "INDEX_BATCH": 512,
+    "INDEX_BATCH": 128,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "SUBMIT_TIMEOUT": 30.0,
     "MAX_PAGE": 500,

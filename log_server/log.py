@@ -385,7 +385,7 @@ class Sequencer:
         *,
         max_batch: int = 1024,
         max_wait: float = 0.0,
-        index_batch: int = 512,
+        index_batch: int = 128,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         """Create (not yet start) the sequencer; ``on_commit`` runs after each batch."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,17 @@ def _where(db_url: str | None) -> str:
     return f"storage {redact(db_url)}"
 
 
+MAX_DEFAULT_WORKERS = 4
+"""The default worker count is the CPUs this process may use, at most this many:
+every worker verifies and answers its own batches, but one writer commits at a
+time, so beyond a few the writer lock, not the CPUs, bounds ingest."""
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: one per usable CPU, at most 4."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+
+
 DRAIN_TIMEOUT = 40
 """Seconds a stopping worker gets to answer what it accepted (beyond SUBMIT_TIMEOUT)."""
 
@@ -62,7 +74,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 3000,
     origin: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     threads: int = 16,
     synchronous: str = "FULL",
     max_batch: int = 1024,
@@ -79,6 +91,7 @@ def serve(
         ConfigError: the data directory is unusable, ``origin`` conflicts, or
             the database is unreachable, holds another log or a newer schema.
     """
+    workers = workers or default_workers()
     identity = load_or_create(data_dir, origin, default_origin(host, port))
     storage = open_storage(data_dir, db_url, synchronous)
     try:

@@ -230,8 +230,9 @@ def register(cmds: Commands) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes (default 1; one writer at a time either way)",
+        default=None,
+        help="worker processes (default: one per CPU, at most 4); each verifies and answers "
+        "its own batches, one writes at a time",
     )
     p.add_argument(
         "--threads",
