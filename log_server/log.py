@@ -259,8 +259,15 @@ class TransparencyLog:
             for start, count in ranges:
                 if start in ours:
                     now, entries = ours[start]
-                    rows += [
-                        index_row(start + k, now, e.uuid, e.kind, e.body, e.statement)
+                    rows += [  # each statement is parsed, read and dropped in turn
+                        index_row(
+                            start + k,
+                            now,
+                            e.uuid,
+                            e.kind,
+                            e.body,
+                            in_toto_statement(e.payload_type, e.payload),
+                        )
                         for k, e in enumerate(entries)
                     ]
                 elif own_only:
