@@ -238,50 +238,73 @@ class TransparencyLog:
         with self._unindexed_lock:
             return sum(len(entries) for _, entries in self._unindexed.values())
 
-    def index_pending(self, *, own_only: bool = False) -> int:
+    def index_pending(self, *, own_only: bool = False, max_entries: int = 8192) -> int:
         """Write the search terms and records of entries integrated but not indexed.
 
         Storage marks every unindexed range. Ranges this process integrated
         are indexed from memory; with ``own_only`` the others (another
         worker's, or left by a crash) are left alone, else they are read back
         from storage and indexed the same way (start-up repair, and searches
-        catching up). One transaction, not flushed to disk: if it is lost, the
-        marks are still there. Returns the number of entries indexed.
+        catching up), ``max_entries`` or a little more per transaction, until
+        none is left. Each transaction is not flushed to disk: if it is lost,
+        the marks are still there. Returns the number of entries indexed.
         """
-        with self._writer(durable=False) as batch:
-            ranges = batch.unindexed()
-            with self._unindexed_lock:
-                mine = self._unindexed
-                ours = {start: mine.pop(start) for start, _ in ranges if start in mine}
-                mine.clear()  # the rest were indexed by another writer
-            rows: list[IndexRow] = []
-            done: list[int] = []
-            for start, count in ranges:
-                if start in ours:
-                    now, entries = ours[start]
-                    rows += [  # each statement is parsed, read and dropped in turn
-                        index_row(
-                            start + k,
-                            now,
-                            e.uuid,
-                            e.kind,
-                            e.body,
-                            in_toto_statement(e.payload_type, e.payload),
-                        )
-                        for k, e in enumerate(entries)
-                    ]
-                elif own_only:
-                    continue
-                else:
-                    for e in batch.entries(start, count):
-                        statement = in_toto_statement(*stored_payload(e.kind, e.envelope))
-                        rows.append(
-                            index_row(e.index, e.integrated_time, e.uuid, e.kind, e.body, statement)
-                        )
-                done.append(start)
-            if done:
-                batch.index(rows, done)
-        return len(rows)
+        total = 0
+        while True:
+            n, more = self._index_once(own_only=own_only, max_entries=max_entries)
+            total += n
+            if not more:
+                return total
+
+    def _index_once(self, *, own_only: bool, max_entries: int) -> tuple[int, bool]:
+        """One index transaction; returns (entries indexed, whether marked ranges remain)."""
+        ours: dict[int, tuple[int, list[PreparedEntry]]] = {}
+        done: list[int] = []
+        try:
+            with self._writer(durable=False) as batch:
+                ranges = batch.unindexed()
+                with self._unindexed_lock:
+                    mine = self._unindexed
+                    ours = {start: mine.pop(start) for start, _ in ranges if start in mine}
+                    mine.clear()  # the rest were indexed by another writer
+                rows: list[IndexRow] = []
+                for start, count in ranges:
+                    if len(rows) >= max_entries:
+                        break
+                    if start in ours:
+                        now, entries = ours[start]
+                        rows += [  # each statement is parsed, read and dropped in turn
+                            index_row(
+                                start + k,
+                                now,
+                                e.uuid,
+                                e.kind,
+                                e.body,
+                                in_toto_statement(e.payload_type, e.payload),
+                            )
+                            for k, e in enumerate(entries)
+                        ]
+                    elif own_only:
+                        continue
+                    else:
+                        for e in batch.entries(start, count):
+                            statement = in_toto_statement(*stored_payload(e.kind, e.envelope))
+                            rows.append(
+                                index_row(
+                                    e.index, e.integrated_time, e.uuid, e.kind, e.body, statement
+                                )
+                            )
+                    done.append(start)
+                if done:
+                    batch.index(rows, done)
+        except BaseException:
+            with self._unindexed_lock:  # nothing was indexed: keep ours for the next attempt
+                self._unindexed.update(ours)
+            raise
+        with self._unindexed_lock:  # what this transaction did not reach stays in memory
+            self._unindexed.update({s: v for s, v in ours.items() if s not in done})
+        eligible = sum(1 for s, _ in ranges if not own_only or s in ours)
+        return len(rows), len(done) < eligible
 
     def catch_up_index(self) -> None:
         """Index whatever is pending, so that a search sees every entry already answered 201."""

@@ -372,6 +372,40 @@ class TestIndexing:
         finally:
             other.storage.close()
 
+    def test_backlog_indexed_in_bounded_transactions(
+        self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
+    ) -> None:
+        for lo in range(0, 10, 2):  # five ranges of two, left by a "crashed" writer
+            log.integrate(entries[lo : lo + 2])
+        repairer = opener(tmp_path / "data")
+        try:
+            assert repairer.index_pending(max_entries=3) == 10  # three transactions of 4, 4, 2
+            assert not log.storage.has_unindexed()
+            for i in range(10):
+                assert i in log.storage.find_terms(entries[i].index_keys[:1], match_all=True)
+        finally:
+            repairer.storage.close()
+
+    def test_failed_index_keeps_entries_in_memory(
+        self, log: TransparencyLog, entries: list[PreparedEntry], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import log_server.log as log_module
+
+        log.integrate(entries[:3])
+        real = log_module.index_row
+
+        def broken(*args: object, **kwargs: object) -> object:
+            raise RuntimeError("no space")
+
+        monkeypatch.setattr(log_module, "index_row", broken)
+        with pytest.raises(RuntimeError, match="no space"):
+            log.index_pending(own_only=True)
+        assert log.unindexed_count == 3  # still ours to index, from memory
+        assert log.storage.has_unindexed()
+        monkeypatch.setattr(log_module, "index_row", real)
+        assert log.index_pending(own_only=True) == 3
+        assert not log.storage.has_unindexed() and log.unindexed_count == 0
+
     def test_catch_up_before_search(
         self, log: TransparencyLog, entries: list[PreparedEntry]
     ) -> None:
