@@ -274,11 +274,6 @@ class TestIntegrate:
         assert isinstance(results[0], Integrated)
 
 
-def _search_state(log: TransparencyLog, size: int) -> list[tuple[list[str], object]]:
-    """Every entry's terms as stored, and its record row."""
-    return [(_all_terms(log, i), log.storage.record(i)) for i in range(size)]
-
-
 def _all_terms(log: TransparencyLog, index: int) -> list[str]:
     """The terms stored for entry ``index`` (read with SQL: the protocol has no such read)."""
     storage = log.storage
@@ -339,7 +334,7 @@ class TestIndexing:
             terms
         )
         assert set(mixed[1].index_keys) == set(_all_terms(log, 1))
-        assert _search_state(log, 4)[3][1] is None  # a non-statement payload: no record
+        assert log.storage.record(3) is None  # a non-statement payload: no record
 
     def test_own_only_leaves_other_writers_ranges(
         self, tmp_path: Path, log: TransparencyLog, opener: Opener, entries: list[PreparedEntry]
