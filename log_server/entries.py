@@ -9,7 +9,6 @@ verifies over the given digest. What is logged is Rekor's canonical body.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pybase64
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -128,10 +128,10 @@ def search_keys(kind: str, body: bytes, statement: dict[str, Any] | None) -> lis
         spec = _loads_lenient(body)["spec"]
         if kind == "dsse":
             keys |= {"sha256:" + spec[h]["value"] for h in ("payloadHash", "envelopeHash")}
-            pems = [base64.b64decode(s["verifier"]) for s in spec["signatures"]]
+            pems = [pybase64.b64decode(s["verifier"]) for s in spec["signatures"]]
         else:
             keys.add("sha256:" + spec["data"]["hash"]["value"])
-            pems = [base64.b64decode(spec["signature"]["publicKey"]["content"])]
+            pems = [pybase64.b64decode(spec["signature"]["publicKey"]["content"])]
         for pem in pems:
             canon, _, identities = _verifier_material(pem)
             keys.add(_key_fingerprint(canon))
@@ -151,8 +151,8 @@ def _b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise BadRequest(f"{what} must be a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
+        return pybase64.b64decode(value, validate=True)
+    except ValueError as e:  # binascii.Error, or a non-ASCII character
         raise BadRequest(f"{what} is not valid base64") from e
 
 

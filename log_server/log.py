@@ -10,7 +10,6 @@ indexes at any moment.
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import logging
 import queue
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pybase64
 
 from log_server.entries import PreparedEntry, in_toto_statement, stored_payload
 from log_server.errors import BadRequest, Conflict, NotFound, Unavailable
@@ -160,8 +161,10 @@ class TransparencyLog:
           (4) write leaves and hashes (marked unindexed: their search terms
               and records follow the commit, :meth:`index_pending`), and the
               checkpoint signed over the new root;
-          (5) with ``with_proofs`` (the HTTP path), compute each new entry's
-              inclusion proof at the new size; commit.
+          (5) commit; then, with ``with_proofs`` (the HTTP path), outside
+              the lock, compute each new entry's inclusion proof at the new
+              size (from the hashes just written and stored ones, which
+              never change).
 
         Returns:
             For each entry, where it landed or the Conflict to answer.
@@ -205,24 +208,25 @@ class TransparencyLog:
             )
             cp = self.sign_checkpoint(cr.size, cr.root())
             batch.set_checkpoint(cp)
-            # (5) the inclusion proofs for the answers, read through one memo:
-            # the hashes just written are in memory, and entries of one batch
-            # share most of their audit paths.
-            memo = {hashes_start + j: h for j, h in enumerate(stored)} if with_proofs else {}
-
-            def read(indexes: Sequence[int]) -> list[bytes]:
-                missing = [j for j in indexes if j not in memo]
-                if missing:
-                    memo.update(zip(missing, batch.read_hashes(missing), strict=True))
-                return [memo[j] for j in indexes]
-
-            proofs = [
-                tuple(merkle.prove_inclusion(size + k, cr.size, read)) if with_proofs else ()
-                for k in range(len(fresh))
-            ]
         self._last_range = cr  # committed
         with self._unindexed_lock:
             self._unindexed[size] = (now, [e for _, e in fresh])
+        # (5) after the commit, outside the lock: the inclusion proofs for the
+        # answers, read through one memo (the hashes just written are in
+        # memory, entries of one batch share most of their audit paths, and
+        # stored hashes never change).
+        memo = {hashes_start + j: h for j, h in enumerate(stored)} if with_proofs else {}
+
+        def read(indexes: Sequence[int]) -> list[bytes]:
+            missing = [j for j in indexes if j not in memo]
+            if missing:
+                memo.update(zip(missing, self.storage.read_hashes(missing), strict=True))
+            return [memo[j] for j in indexes]
+
+        proofs = [
+            tuple(merkle.prove_inclusion(size + k, cr.size, read)) if with_proofs else ()
+            for k in range(len(fresh))
+        ]
         for k, (i, _) in enumerate(fresh):
             results[i] = Integrated(
                 index=size + k,
@@ -257,35 +261,47 @@ class TransparencyLog:
                 return total
 
     def _index_once(self, *, own_only: bool, max_entries: int) -> tuple[int, bool]:
-        """One index transaction; returns (entries indexed, whether marked ranges remain)."""
-        ours: dict[int, tuple[int, list[PreparedEntry]]] = {}
-        done: list[int] = []
+        """One index transaction; returns (entries indexed, whether marked ranges remain).
+
+        The rows of this process's own batches are built from memory before
+        the writer lock is taken, so the lock (which every worker's
+        integration waits for) is held only for the inserts; ranges read back
+        from storage are built inside the transaction.
+        """
+        ours = self._take_unindexed(max_entries)
         try:
+            built = {  # each statement is parsed, read and dropped in turn
+                start: [
+                    index_row(
+                        start + k,
+                        now,
+                        e.uuid,
+                        e.kind,
+                        e.body,
+                        in_toto_statement(e.payload_type, e.payload),
+                    )
+                    for k, e in enumerate(entries)
+                ]
+                for start, (now, entries) in ours.items()
+            }
+            done: list[int] = []
+            rows: list[IndexRow] = []
             with self._writer(durable=False) as batch:
                 ranges = batch.unindexed()
+                marked = {start for start, _ in ranges}
                 with self._unindexed_lock:
-                    mine = self._unindexed
-                    ours = {start: mine.pop(start) for start, _ in ranges if start in mine}
-                    mine.clear()  # the rest were indexed by another writer
-                rows: list[IndexRow] = []
+                    # Integration adds a batch to memory only after its marks
+                    # are committed, so an unmarked range in memory was
+                    # indexed by another writer.
+                    self._unindexed = {s: v for s, v in self._unindexed.items() if s in marked}
+                    held = set(self._unindexed)
                 for start, count in ranges:
                     if len(rows) >= max_entries:
                         break
-                    if start in ours:
-                        now, entries = ours[start]
-                        rows += [  # each statement is parsed, read and dropped in turn
-                            index_row(
-                                start + k,
-                                now,
-                                e.uuid,
-                                e.kind,
-                                e.body,
-                                in_toto_statement(e.payload_type, e.payload),
-                            )
-                            for k, e in enumerate(entries)
-                        ]
-                    elif own_only:
-                        continue
+                    if start in built:
+                        rows += built[start]
+                    elif own_only or start in held:
+                        continue  # another worker's, or ours for the next transaction
                     else:
                         for e in batch.entries(start, count):
                             statement = in_toto_statement(*stored_payload(e.kind, e.envelope))
@@ -301,10 +317,23 @@ class TransparencyLog:
             with self._unindexed_lock:  # nothing was indexed: keep ours for the next attempt
                 self._unindexed.update(ours)
             raise
-        with self._unindexed_lock:  # what this transaction did not reach stays in memory
-            self._unindexed.update({s: v for s, v in ours.items() if s not in done})
-        eligible = sum(1 for s, _ in ranges if not own_only or s in ours)
-        return len(rows), len(done) < eligible
+        with self._unindexed_lock:  # ours that this transaction did not reach stay in memory
+            self._unindexed.update({s: v for s, v in ours.items() if s in marked and s not in done})
+            held = set(self._unindexed)
+        left = [s for s in marked if s not in done and (s in held or not own_only)]
+        return len(rows), bool(left)
+
+    def _take_unindexed(self, max_entries: int) -> dict[int, tuple[int, list[PreparedEntry]]]:
+        """Take this process's oldest unindexed batches from memory, about ``max_entries``."""
+        taken: dict[int, tuple[int, list[PreparedEntry]]] = {}
+        count = 0
+        with self._unindexed_lock:
+            for start in sorted(self._unindexed):
+                if count >= max_entries:
+                    break
+                taken[start] = self._unindexed.pop(start)
+                count += len(taken[start][1])
+        return taken
 
     def catch_up_index(self) -> None:
         """Index whatever is pending, so that a search sees every entry already answered 201."""
@@ -373,7 +402,7 @@ class TransparencyLog:
         """
         cp = cp or self.checkpoint()
         log_id = self.identity.log_id
-        body_b64 = base64.b64encode(entry.body).decode()
+        body_b64 = pybase64.b64encode(entry.body).decode()
         set_sig = self.identity.sign(
             set_payload(entry.body, entry.integrated_time, log_id, entry.index)
         )
@@ -392,7 +421,7 @@ class TransparencyLog:
                         "hashes": [h.hex() for h in hashes],
                         "checkpoint": cp.rekor_note.decode(),
                     },
-                    "signedEntryTimestamp": base64.b64encode(set_sig).decode(),
+                    "signedEntryTimestamp": pybase64.b64encode(set_sig).decode(),
                 },
             }
         }

@@ -10,8 +10,9 @@ PAE are byte lengths of the UTF-8 encoding (not character counts).
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
+
+import pybase64
 
 from verifier.errors import InputError, SignatureError
 from verifier.keys import PublicKey, key_id, verify_signature
@@ -70,8 +71,8 @@ def decode_b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise InputError(f"{what} must be a base64 string")
     try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
+        return pybase64.b64decode(value, validate=True)  # SIMD; 20x base64's speed
+    except ValueError as e:  # binascii.Error, or a non-ASCII character
         raise InputError(f"{what} is not valid base64: {e}") from e
 
 
