@@ -76,6 +76,31 @@ class NotPrepared(Exception):
 
 
 @dataclass
+class _Pending:
+    """A batch this process integrated and has not indexed yet."""
+
+    integrated_time: int
+    entries: list[PreparedEntry]
+    rows: list[IndexRow] | None = None
+
+    def index_rows(self, start: int) -> list[IndexRow]:
+        """The batch's index rows (built once; the batch starts at log index ``start``)."""
+        if self.rows is None:
+            self.rows = [  # each statement is parsed, read and dropped in turn
+                index_row(
+                    start + k,
+                    self.integrated_time,
+                    e.uuid,
+                    e.kind,
+                    e.body,
+                    in_toto_statement(e.payload_type, e.payload),
+                )
+                for k, e in enumerate(self.entries)
+            ]
+        return self.rows
+
+
+@dataclass
 class _Job:
     """One queued submission: prepared already, or raw bytes with how to prepare and answer."""
 
@@ -102,8 +127,8 @@ class TransparencyLog:
         # batch starts from it when no other writer has grown the tree since.
         self._last_range = merkle.CompactRange()
         # Batches this process integrated and has not indexed yet, by first
-        # index: (integrated time, entries). Storage marks the same ranges.
-        self._unindexed: dict[int, tuple[int, list[PreparedEntry]]] = {}
+        # index. Storage marks the same ranges.
+        self._unindexed: dict[int, _Pending] = {}
         self._unindexed_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------
@@ -133,15 +158,26 @@ class TransparencyLog:
         return cp
 
     @contextmanager
-    def _writer(self, *, durable: bool = True) -> Iterator[WriteBatch]:
-        """The write transaction, held under the thread lock and the cross-process file lock."""
+    def _writer(
+        self, *, durable: bool = True, while_waiting: Callable[[], object] | None = None
+    ) -> Iterator[WriteBatch]:
+        """The write transaction, held under the thread lock and the cross-process file lock.
+
+        If another process holds the file lock, ``while_waiting`` (work that
+        needs no lock) runs before this one waits for it.
+        """
         with self._thread_lock:
             if self._lock_path is not None and self._lock_fd is None:
                 self._lock_fd = open(self._lock_path, "a+")  # noqa: SIM115 - kept open
             fd = self._lock_fd
             try:
                 if fd is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        if while_waiting is not None:
+                            while_waiting()
+                        fcntl.flock(fd, fcntl.LOCK_EX)
                 with self.storage.write(durable=durable) as batch:
                     yield batch
             finally:
@@ -149,7 +185,11 @@ class TransparencyLog:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
     def integrate(
-        self, batch_entries: list[PreparedEntry], *, with_proofs: bool = False
+        self,
+        batch_entries: list[PreparedEntry],
+        *,
+        with_proofs: bool = False,
+        while_waiting: Callable[[], object] | None = None,
     ) -> list[Integrated | Conflict]:
         """Append a batch in one durable transaction with its new checkpoint.
 
@@ -170,7 +210,7 @@ class TransparencyLog:
             For each entry, where it landed or the Conflict to answer.
         """
         results: list[Integrated | Conflict | None] = [None] * len(batch_entries)
-        with self._writer() as batch:
+        with self._writer(while_waiting=while_waiting) as batch:
             # (1)
             size = batch.tree_size
             # (2)
@@ -210,7 +250,7 @@ class TransparencyLog:
             batch.set_checkpoint(cp)
         self._last_range = cr  # committed
         with self._unindexed_lock:
-            self._unindexed[size] = (now, [e for _, e in fresh])
+            self._unindexed[size] = _Pending(now, [e for _, e in fresh])
         # (5) after the commit, outside the lock: the inclusion proofs for the
         # answers, read through one memo (the hashes just written are in
         # memory, entries of one batch share most of their audit paths, and
@@ -240,7 +280,7 @@ class TransparencyLog:
     def unindexed_count(self) -> int:
         """Entries this process integrated and has not indexed yet."""
         with self._unindexed_lock:
-            return sum(len(entries) for _, entries in self._unindexed.values())
+            return sum(len(p.entries) for p in self._unindexed.values())
 
     def index_pending(self, *, own_only: bool = False, max_entries: int = 8192) -> int:
         """Write the search terms and records of entries integrated but not indexed.
@@ -270,20 +310,7 @@ class TransparencyLog:
         """
         ours = self._take_unindexed(max_entries)
         try:
-            built = {  # each statement is parsed, read and dropped in turn
-                start: [
-                    index_row(
-                        start + k,
-                        now,
-                        e.uuid,
-                        e.kind,
-                        e.body,
-                        in_toto_statement(e.payload_type, e.payload),
-                    )
-                    for k, e in enumerate(entries)
-                ]
-                for start, (now, entries) in ours.items()
-            }
+            built = {start: pending.index_rows(start) for start, pending in ours.items()}
             done: list[int] = []
             rows: list[IndexRow] = []
             with self._writer(durable=False) as batch:
@@ -323,17 +350,28 @@ class TransparencyLog:
         left = [s for s in marked if s not in done and (s in held or not own_only)]
         return len(rows), bool(left)
 
-    def _take_unindexed(self, max_entries: int) -> dict[int, tuple[int, list[PreparedEntry]]]:
+    def _take_unindexed(self, max_entries: int) -> dict[int, _Pending]:
         """Take this process's oldest unindexed batches from memory, about ``max_entries``."""
-        taken: dict[int, tuple[int, list[PreparedEntry]]] = {}
+        taken: dict[int, _Pending] = {}
         count = 0
         with self._unindexed_lock:
             for start in sorted(self._unindexed):
                 if count >= max_entries:
                     break
                 taken[start] = self._unindexed.pop(start)
-                count += len(taken[start][1])
+                count += len(taken[start].entries)
         return taken
+
+    def build_index_rows(self) -> None:
+        """Build the index rows of this process's unindexed batches now, to write them later.
+
+        Work that needs no lock: the sequencer does it while another worker
+        holds the writer lock, so the next index transaction only writes.
+        """
+        with self._unindexed_lock:
+            todo = [(s, p) for s, p in self._unindexed.items() if p.rows is None]
+        for start, pending in todo:
+            pending.index_rows(start)
 
     def catch_up_index(self) -> None:
         """Index whatever is pending, so that a search sees every entry already answered 201."""
@@ -553,7 +591,11 @@ class Sequencer:
             if not batch:
                 continue
             try:
-                results = self.log.integrate([e for _, e in batch], with_proofs=True)
+                results = self.log.integrate(
+                    [e for _, e in batch],
+                    with_proofs=True,
+                    while_waiting=self.log.build_index_rows,  # rather than sit idle
+                )
             except BaseException as e:  # answer every waiter, keep serving
                 answer = (
                     e

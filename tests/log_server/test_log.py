@@ -6,11 +6,13 @@ SQLite migrations are tested here too, PostgreSQL's in storage/test_postgres.py.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -21,6 +23,7 @@ from log_server.errors import Conflict, Unavailable, Unprocessable
 from log_server.log import Integrated, NotPrepared, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.records import index_row
+from log_server.storage.base import IndexRow
 from log_server.storage.sqlite import MIGRATIONS, SQLiteStorage, migrate
 from tests.log_server.helpers import (
     ORIGIN,
@@ -400,6 +403,50 @@ class TestIndexing:
         monkeypatch.setattr(log_module, "index_row", real)
         assert log.index_pending(own_only=True) == 3
         assert not log.storage.has_unindexed() and log.unindexed_count == 0
+
+    def test_rows_built_while_another_writer_holds_the_lock(
+        self, tmp_path: Path, entries: list[PreparedEntry], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import log_server.log as log_module
+
+        built: list[int] = []
+        real = log_module.index_row
+
+        def counting(index: int, *args: Any) -> IndexRow:
+            built.append(index)
+            return real(index, *args)
+
+        monkeypatch.setattr(log_module, "index_row", counting)
+        log = _open(tmp_path / "data")
+        holder = (tmp_path / "data" / "writer.lock").open("a+")
+        try:
+            log.integrate(entries[:3])
+            fcntl.flock(holder, fcntl.LOCK_EX)  # another worker is writing
+            seen: list[int] = []
+
+            def meanwhile() -> None:
+                log.build_index_rows()
+                seen.extend(built)
+                fcntl.flock(holder, fcntl.LOCK_UN)  # ... and is done
+
+            # Should meanwhile never run, the lock is let go anyway (and the test fails).
+            safety = threading.Timer(10, fcntl.flock, (holder, fcntl.LOCK_UN))
+            safety.start()
+            assert _indexes(log.integrate(entries[3:5], while_waiting=meanwhile)) == [3, 4]
+            safety.cancel()
+            assert seen == [0, 1, 2]  # the waiting writer built the pending rows
+
+            def never() -> None:
+                raise AssertionError("the lock was free: nothing should wait")
+
+            assert _indexes(log.integrate(entries[5:6], while_waiting=never)) == [5]
+            assert log.index_pending(own_only=True) == 6
+            assert sorted(built) == [0, 1, 2, 3, 4, 5]  # rows built once, then written
+            for i in range(6):
+                assert i in log.storage.find_terms(entries[i].index_keys[:1], match_all=True)
+        finally:
+            holder.close()
+            log.storage.close()
 
     def test_catch_up_before_search(
         self, log: TransparencyLog, entries: list[PreparedEntry]
