@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 
 from log_server.errors import BadRequest, PayloadTooLarge, Unprocessable
 from verifier import merkle
-from verifier.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae, parse_envelope
+from verifier.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, decode_b64, pae, parse_envelope
 from verifier.errors import AerError
 from verifier.jsonutil import loads_strict
 from verifier.rekor import canonical_pem, format_dsse_body, format_hashedrekord_body
@@ -148,12 +148,11 @@ def search_keys(kind: str, body: bytes, statement: dict[str, Any] | None) -> lis
 
 
 def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise BadRequest(f"{what} must be a base64 string")
+    """Strict standard base64 (:func:`verifier.dsse.decode_b64`), refused as a 400."""
     try:
-        return pybase64.b64decode(value, validate=True)
-    except ValueError as e:  # binascii.Error, or a non-ASCII character
-        raise BadRequest(f"{what} is not valid base64") from e
+        return decode_b64(value, what)
+    except AerError as e:
+        raise BadRequest(str(e)) from e
 
 
 def _load_verifier(pem: bytes, what: str) -> tuple[bytes, Any, tuple[str, ...]]:

@@ -283,6 +283,12 @@ CHECKPOINT_IDLE_EXIT = 5.0
 """Seconds without a commit after which the checkpointer thread ends (it restarts
 with the next commit), so a log that stopped writing holds no thread or connection."""
 
+CHECKPOINT_PAUSE = 0.25
+"""Seconds between background checkpoints: commits in the meantime are copied by the next.
+Pages that every batch rewrites (the newest entry and hash rows, the checkpoint
+row) are then copied once per pause rather than once per commit (issue 13: at
+0.05 s the log spent more CPU per submission)."""
+
 
 class _Checkpointer:
     """Copies the WAL into the database file after commits, off the writer's path.
@@ -305,7 +311,6 @@ class _Checkpointer:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.checkpoints = 0
 
     def poke(self) -> None:
         """A transaction committed: checkpoint soon (starting the thread if it is not running)."""
@@ -318,33 +323,33 @@ class _Checkpointer:
                 self._thread.start()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
         try:
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            while True:
-                if not self._wake.wait(CHECKPOINT_IDLE_EXIT):
-                    with self._lock:
-                        if not self._wake.is_set():
-                            self._thread = None
-                            return
-                self._wake.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except sqlite3.Error:
-                    _logger.exception(
-                        "WAL checkpoint failed; the next commit past the bound does it"
-                    )
-                time.sleep(CHECKPOINT_PAUSE)
+            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                self._serve(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            _logger.exception("the WAL checkpointer stopped; the next commit starts it again")
         finally:
-            conn.close()
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
-
-CHECKPOINT_PAUSE = 0.25
-"""Seconds between background checkpoints: commits in the meantime are copied by the next.
-Pages that every batch rewrites (the newest entry and hash rows, the checkpoint
-row) are then copied once per pause rather than once per commit (issue 13: at
-0.05 s the log spent more CPU per submission)."""
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            if not self._wake.wait(CHECKPOINT_IDLE_EXIT):
+                with self._lock:
+                    if not self._wake.is_set():
+                        self._thread = None  # under the lock: a poke now starts a new one
+                        return
+            self._wake.clear()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                _logger.exception("WAL checkpoint failed; the next commit past the bound does it")
+            time.sleep(CHECKPOINT_PAUSE)
 
 
 class SQLiteStorage:

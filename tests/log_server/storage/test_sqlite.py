@@ -14,7 +14,7 @@ import log_server.storage.sqlite as sqlite_storage
 from log_server.entries import prepare_entry
 from log_server.log import TransparencyLog
 from log_server.logkey import load_or_create
-from log_server.storage.sqlite import WAL_AUTOCHECKPOINT, SQLiteStorage
+from log_server.storage.sqlite import WAL_AUTOCHECKPOINT, SQLiteStorage, _Checkpointer
 from tests.log_server.helpers import ORIGIN, hashedrekord_proposal, new_key
 
 
@@ -68,3 +68,17 @@ class TestBackgroundCheckpoint:
             assert _checkpointer_threads()
         finally:
             storage.close()
+
+    def test_a_checkpointer_that_fails_starts_again_with_the_next_commit(
+        self, tmp_path: Path
+    ) -> None:
+        checkpointer = _Checkpointer(tmp_path / "missing" / "log.db", "FULL")  # cannot open
+        checkpointer.poke()
+        deadline = time.monotonic() + 10
+        while _checkpointer_threads():
+            assert time.monotonic() < deadline, "the failed checkpointer did not end"
+            time.sleep(0.02)
+        (tmp_path / "missing").mkdir()
+        sqlite3.connect(tmp_path / "missing" / "log.db").execute("PRAGMA journal_mode=WAL")
+        checkpointer.poke()
+        assert _checkpointer_threads()  # started again, and now it opens the database
