@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pybase64
 
@@ -100,11 +101,57 @@ class _Pending:
         return self.rows
 
 
+T = TypeVar("T")
+
+
+class Answer(Generic[T]):
+    """A submission's outcome, set once by the sequencer thread, awaited by its request thread.
+
+    What :class:`~concurrent.futures.Future` offers the hot path, on one lock:
+    no condition variable, waiter list or callbacks (measured: 1.4 against
+    4.4 µs per set-and-get in one thread, before any hand-off between threads).
+    """
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        """Create an answer not yet set."""
+        self._done = threading.Lock()
+        self._done.acquire()  # released once, when the outcome is set
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: T) -> None:
+        """Set the outcome (once; RuntimeError after that)."""
+        self._check_unset()
+        self._value = value
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        """Set the outcome to an exception (once; RuntimeError after that)."""
+        self._check_unset()
+        self._error = error
+        self._done.release()
+
+    def _check_unset(self) -> None:
+        if not self._done.locked():
+            raise RuntimeError("the answer is already set")
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the outcome; raise its exception, or TimeoutError after ``timeout`` s."""
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise FutureTimeout()
+        self._done.release()  # stays set for any later call
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set with the release above
+
+
 @dataclass
 class _Job:
     """One queued submission: prepared already, or raw bytes with how to prepare and answer."""
 
-    fut: Future[Any]
+    fut: Future[Any] | Answer[Any]
     entry: PreparedEntry | None = None
     raw: bytes = b""
     prepare: Callable[[bytes], PreparedEntry] | None = None
@@ -252,9 +299,9 @@ class TransparencyLog:
         with self._unindexed_lock:
             self._unindexed[size] = _Pending(now, [e for _, e in fresh])
         # (5) after the commit, outside the lock: the inclusion proofs for the
-        # answers, read through one memo (the hashes just written are in
-        # memory, entries of one batch share most of their audit paths, and
-        # stored hashes never change).
+        # answers, together (entries of one batch share most of their audit
+        # paths), read through one memo (the hashes just written are in
+        # memory, and stored hashes never change).
         memo = {hashes_start + j: h for j, h in enumerate(stored)} if with_proofs else {}
 
         def read(indexes: Sequence[int]) -> list[bytes]:
@@ -263,10 +310,11 @@ class TransparencyLog:
                 memo.update(zip(missing, self.storage.read_hashes(missing), strict=True))
             return [memo[j] for j in indexes]
 
-        proofs = [
-            tuple(merkle.prove_inclusion(size + k, cr.size, read)) if with_proofs else ()
-            for k in range(len(fresh))
-        ]
+        proofs = (
+            [tuple(p) for p in merkle.prove_inclusions(range(size, cr.size), cr.size, read)]
+            if with_proofs
+            else []
+        )
         for k, (i, _) in enumerate(fresh):
             results[i] = Integrated(
                 index=size + k,
@@ -508,7 +556,7 @@ class Sequencer:
         raw: bytes,
         prepare: Callable[[bytes], PreparedEntry],
         render: Callable[[PreparedEntry, Integrated], Any],
-    ) -> Future[Any]:
+    ) -> Answer[Any]:
         """Queue a submission as received; the sequencer thread does all of its work.
 
         The sequencer runs ``prepare(raw)`` (parse and verify) for each queued
@@ -519,13 +567,13 @@ class Sequencer:
         and forth (docs/benchmarks.md, issue 13). Nothing is integrated that
         ``prepare`` did not return.
 
-        Raises (through the future):
+        Raises (through the answer's ``result``):
             NotPrepared: ``prepare`` raised (its exception is ``cause``);
             Conflict: already in the log; Unavailable: not integrated.
         """
-        fut: Future[Any] = Future()
-        self._put(_Job(fut, raw=raw, prepare=prepare, render=render))
-        return fut
+        answer: Answer[Any] = Answer()
+        self._put(_Job(answer, raw=raw, prepare=prepare, render=render))
+        return answer
 
     def _put(self, job: _Job) -> None:
         if self._closed:

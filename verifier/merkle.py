@@ -55,6 +55,7 @@ __all__ = [
     "parse_tile_path",
     "prove_consistency",
     "prove_inclusion",
+    "prove_inclusions",
     "read_tile_data",
     "root_from_inclusion_proof",
     "split_stored_hash_index",
@@ -452,6 +453,58 @@ def prove_inclusion(index: int, size: int, read_hashes: HashReader) -> list[byte
     if next(it, None) is not None:
         raise RuntimeError("merkle: bad index math in prove_inclusion")
     return proof
+
+
+def _siblings(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose hashes make up leaf ``index``'s audit path in ``size``, bottom up."""
+    out: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)  # _maxpow2(hi - lo), inlined
+        if index < lo + k:
+            out.append((lo + k, hi))
+            hi = lo + k
+        else:
+            out.append((lo, lo + k))
+            lo += k
+    out.reverse()
+    return out
+
+
+def prove_inclusions(
+    indexes: Sequence[int], size: int, read_hashes: HashReader
+) -> list[list[bytes]]:
+    """Return :func:`prove_inclusion` for each of ``indexes`` at one ``size``, together.
+
+    The leaves of one batch share most of their audit paths, so each subtree
+    hash is computed once for all of them, and ``read_hashes`` is called once
+    (or not at all) for every stored hash the proofs need.
+
+    Raises:
+        ValueError: unless ``0 <= index < size`` for each index.
+        RuntimeError: if ``read_hashes`` returns the wrong number of hashes.
+
+    """
+    for index in indexes:
+        if index < 0 or index >= size:
+            raise ValueError(f"invalid inclusion proof request: index {index}, size {size}")
+    paths = [_siblings(index, size) for index in indexes]
+    ranges = list(dict.fromkeys(r for path in paths for r in path))
+    parts: list[list[int]] = []
+    need: list[int] = []
+    for lo, hi in ranges:
+        start = len(need)
+        _sub_tree_index(lo, hi, need)
+        parts.append(need[start:])
+    if not need:
+        return [[] for _ in indexes]
+    unique = sorted(set(need))  # strictly increasing, as HashReader promises
+    stored = dict(zip(unique, _read(read_hashes, unique), strict=True))
+    node = {
+        r: _sub_tree_hash(r[0], r[1], iter([stored[i] for i in ix]))
+        for r, ix in zip(ranges, parts, strict=True)
+    }
+    return [[node[r] for r in path] for path in paths]
 
 
 def _tree_proof_index(lo: int, hi: int, n: int, need: list[int]) -> None:

@@ -20,7 +20,7 @@ import sqlite_utils
 from log_server.app import check_identity, open_storage
 from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import Conflict, Unavailable, Unprocessable
-from log_server.log import Integrated, NotPrepared, Sequencer, TransparencyLog
+from log_server.log import Answer, Integrated, NotPrepared, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.records import index_row
 from log_server.storage.base import IndexRow
@@ -564,6 +564,41 @@ class TestProofs:
         assert _indexes(again.integrate([entries[0], entries[self.SIZE]])) == [None, self.SIZE]
         assert again.checkpoint().root_hash == ref_root([*leaves, entries[self.SIZE].leaf_hash])
         again.storage.close()
+
+
+class TestAnswer:
+    """The one-lock outcome submit_raw hands the request thread."""
+
+    def test_result_waits_for_the_other_thread(self) -> None:
+        answer: Answer[int] = Answer()
+        setter = threading.Timer(0.05, answer.set_result, args=(7,))
+        setter.start()
+        assert answer.result(timeout=30) == 7
+        assert answer.result(timeout=0) == 7  # stays set
+        setter.join()
+
+    def test_exception_is_raised_every_time(self) -> None:
+        answer: Answer[int] = Answer()
+        answer.set_exception(Conflict("already logged"))
+        for _ in range(2):
+            with pytest.raises(Conflict, match="already logged"):
+                answer.result(timeout=0)
+
+    def test_timeout_raises_and_the_answer_can_still_arrive(self) -> None:
+        answer: Answer[str] = Answer()
+        with pytest.raises(TimeoutError):
+            answer.result(timeout=0.01)
+        answer.set_result("late")
+        assert answer.result(timeout=0) == "late"
+
+    def test_set_twice_is_refused(self) -> None:
+        answer: Answer[int] = Answer()
+        answer.set_result(1)
+        with pytest.raises(RuntimeError, match="already set"):
+            answer.set_result(2)
+        with pytest.raises(RuntimeError, match="already set"):
+            answer.set_exception(Conflict("x"))
+        assert answer.result(timeout=0) == 1
 
 
 class TestSequencer:

@@ -360,6 +360,29 @@ class TestGrowTree:
                 assert proof == ref.path(i, 0, n), (i, n)
                 m.verify_inclusion(ref.leaf_hashes[i], i, n, proof, root)
 
+    def test_prove_inclusions_every_range_matches_reference(
+        self, grown: tuple[Store, Reference]
+    ) -> None:
+        """The batched proofs of every range of leaves are the reference's, in one read."""
+        store, ref = grown
+        for n in range(1, GROW_TO + 1):
+            read = store.reader(n)
+            # every range while small; then the tail batches the log proves
+            spans = (
+                [(lo, hi) for lo in range(n) for hi in range(lo + 1, n + 1)]
+                if n <= 40
+                else [(lo, n) for lo in range(max(0, n - 40), n)] + [(0, 5), (n // 2, n // 2 + 9)]
+            )
+            for lo, hi in spans:
+                store.calls = 0
+                proofs = m.prove_inclusions(range(lo, hi), n, read)
+                assert store.calls == (1 if n > 1 else 0)
+                assert proofs == [ref.path(i, 0, n) for i in range(lo, hi)], (lo, hi, n)
+            assert m.prove_inclusions([n - 1, 0, n - 1], n, read) == [
+                ref.path(i, 0, n) for i in (n - 1, 0, n - 1)
+            ]
+            assert m.prove_inclusions([], n, read) == []
+
     def test_prove_consistency_every_pair_matches_reference(
         self, grown: tuple[Store, Reference]
     ) -> None:
@@ -564,6 +587,17 @@ class TestProveErrors:
         for index, size in [(1, 1), (0, 0), (-1, 1), (5, 3)]:
             with pytest.raises(ValueError, match="invalid inclusion proof request"):
                 m.prove_inclusion(index, size, store.reader(1))
+
+    def test_prove_inclusions_invalid_index_raises(self) -> None:
+        store = Store()
+        store.add(b"a")
+        for indexes, size in [([0, 1], 1), ([0], 0), ([-1], 1), ([5], 3)]:
+            with pytest.raises(ValueError, match="invalid inclusion proof request"):
+                m.prove_inclusions(indexes, size, store.reader(1))
+
+    def test_prove_inclusions_short_reader_raises(self) -> None:
+        with pytest.raises(RuntimeError, match=r"read_hashes\(2 indexes\) returned 0 hashes"):
+            m.prove_inclusions([0, 1], 2, lambda indexes: [])
 
     def test_prove_consistency_invalid_sizes_raise(self) -> None:
         store = Store()
