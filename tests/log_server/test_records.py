@@ -97,6 +97,15 @@ class TestExtractRecordAer:
         assert json.loads(row["summary"])["commits"] == []
         assert not any(t.startswith("commit:") for t in terms)
 
+    def test_extract_record_summary_any_title(self) -> None:
+        """The summary is JSON that reads back as written, whatever the title holds."""
+        for title in ("Fix é and ✓", "a\ud800b", 'quote " and \\ backslash'):
+            st = aer_statement()
+            st["predicate"]["task"]["title"] = title
+            row, _ = extract_record(st, UUID)
+            assert row is not None
+            assert json.loads(row["summary"])["task"] == title
+
     def test_extract_record_sponsor_subject_only(self) -> None:
         st = aer_statement(sponsor=None, sponsor_subject="repo:example/x:ref:refs/heads/main")
         row, _ = extract_record(st, UUID)
