@@ -478,7 +478,7 @@ def prove_inclusions(
 
     The leaves of one batch share most of their audit paths, so each subtree
     hash is computed once for all of them, and ``read_hashes`` is called once
-    (or not at all) for every stored hash the proofs need.
+    with every stored index the proofs need (not at all when they need none).
 
     Raises:
         ValueError: unless ``0 <= index < size`` for each index.
