@@ -92,7 +92,27 @@ def m002_unindexed(cur: psycopg.Cursor[Any]) -> None:
     cur.execute("CREATE TABLE unindexed (start BIGINT PRIMARY KEY, count INTEGER NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[psycopg.Cursor[Any]], None]] = [m001_initial, m002_unindexed]
+def m003_uncompressed(cur: psycopg.Cursor[Any]) -> None:
+    """Store envelopes out of line uncompressed, and stored-hash rows inline.
+
+    PostgreSQL's default (``EXTENDED``) tried pglz on every envelope, whose
+    base64 payload barely compresses: measured on this machine (6,000 real
+    entries, 16 per transaction), 113-123 µs of server CPU per ``entries``
+    row against 30-32 µs with ``EXTERNAL``, for 6,470 against 7,154 bytes
+    per row. A ``hash_rows`` row is at most ``HASHES_PER_ROW`` (64) random
+    hashes (2 KiB, incompressible) rewritten by every batch: ``PLAIN`` keeps it
+    in its page (40-45 against 65 µs per rewrite, 36 % less space). Rows
+    written before keep their form; PostgreSQL reads both.
+    """
+    cur.execute("ALTER TABLE entries ALTER COLUMN envelope SET STORAGE EXTERNAL")
+    cur.execute("ALTER TABLE hash_rows ALTER COLUMN data SET STORAGE PLAIN")
+
+
+MIGRATIONS: list[Callable[[psycopg.Cursor[Any]], None]] = [
+    m001_initial,
+    m002_unindexed,
+    m003_uncompressed,
+]
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:

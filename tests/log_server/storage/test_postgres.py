@@ -16,7 +16,14 @@ from log_server.errors import ConfigError, Conflict, Unavailable
 from log_server.log import Integrated, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.storage.postgres import MIGRATIONS, PostgresStorage, redact
-from tests.log_server.helpers import ORIGIN, hashedrekord_proposal, new_key, ref_root
+from tests.log_server.helpers import (
+    ORIGIN,
+    dsse_proposal,
+    hashedrekord_proposal,
+    new_key,
+    ref_root,
+    statement,
+)
 from tests.pgserver import PostgresServer
 from verifier.checkpoint import open_checkpoint
 from verifier.note import parse_vkey
@@ -47,6 +54,38 @@ class TestMigrations:
             state = conn.execute("SELECT id, size, note FROM tree_state").fetchall()
         assert names == [m.__name__ for m in MIGRATIONS]
         assert state == [(1, 0, None)]
+
+    def test_envelopes_stored_uncompressed_and_hash_rows_inline(
+        self, tmp_path: Path, pg_url: str
+    ) -> None:
+        log = _front_end(tmp_path, pg_url)
+        key = new_key()
+        small = [statement([(f"s{i}", "ab" * 32)], "https://example.com/p", {}) for i in range(3)]
+        # A 300 KB payload: far beyond a page, stored out of line and read back whole.
+        big = statement([("big", "cd" * 32)], "https://example.com/p", {"x": "y" * 300_000})
+        prepared = [prepare_entry(dsse_proposal(st, key)[0]) for st in [*small, big]]
+        landed = log.integrate(prepared)
+        assert all(isinstance(r, Integrated) for r in landed)
+        for r, p in zip(landed, prepared, strict=True):
+            assert isinstance(r, Integrated)
+            stored = log.storage.entry_by_index(r.index)
+            assert stored is not None and stored.envelope == p.envelope
+        with psycopg.connect(pg_url) as conn:
+            modes = dict(
+                conn.execute(
+                    "SELECT attrelid::regclass::text || '.' || attname, attstorage "
+                    "FROM pg_attribute WHERE (attrelid, attname) IN "
+                    "(('entries'::regclass, 'envelope'), ('hash_rows'::regclass, 'data'))"
+                ).fetchall()
+            )
+            # EXTERNAL is never compressed: the stored size is the envelope's length.
+            sizes = [
+                r[0]
+                for r in conn.execute("SELECT pg_column_size(envelope) FROM entries ORDER BY idx")
+            ]
+        assert modes == {"entries.envelope": "e", "hash_rows.data": "p"}
+        assert sizes[-1] >= len(prepared[-1].envelope or b"")
+        log.storage.close()
 
     def test_newer_schema_refused(self, pg_url: str) -> None:
         PostgresStorage(pg_url).close()
