@@ -22,7 +22,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from psycopg import sql
 
 from log_server.errors import ConfigError
 from log_server.logkey import LogIdentity, load_or_create
-from log_server.storage.base import RECORD_COLUMNS
+from log_server.storage.base import RECORD_COLUMNS, storable_text, storable_value
 from log_server.storage.postgres import PostgresStorage, read_stored_hashes, redact
 from log_server.witnessing import COSIGNED_KEY
 from verifier import merkle
@@ -110,12 +110,22 @@ def _copy_table(
     columns: tuple[str, ...],
     progress: Progress | None,
 ) -> int:
-    """Stream ``table``'s rows from SQLite into PostgreSQL with COPY."""
+    """Stream ``table``'s rows from SQLite into PostgreSQL with COPY.
+
+    Terms and record columns are copied as :func:`~log_server.storage.base.storable_text`
+    (an index written before this rule may hold a NUL, which PostgreSQL's text refuses).
+    """
     total = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     query = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names)
     n = 0
-    rows = src.execute(f"SELECT {', '.join(columns)} FROM {table}")  # noqa: S608 - fixed names
+    rows: Iterable[tuple[Any, ...]] = src.execute(
+        f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
+    )
+    if table == "terms":
+        rows = _storable_terms(src, rows)
+    elif table == "records":
+        rows = (tuple(storable_value(v) for v in row) for row in rows)
     with cur.copy(query) as copy:
         for row in rows:
             copy.write_row(row)
@@ -125,6 +135,27 @@ def _copy_table(
     if progress is not None:
         progress(table, n, total)
     return n
+
+
+def _storable_terms(
+    src: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]
+) -> Iterator[tuple[str, int]]:
+    """``(term, idx)`` rows with storable terms, each once.
+
+    A replaced term is written after the others, unless the same row (the
+    replacement character itself was in the term) is already there.
+    """
+    replaced: set[tuple[str, int]] = set()
+    for term, idx in rows:
+        clean = storable_text(term)
+        if clean == term:
+            yield term, idx
+        else:
+            replaced.add((clean, idx))
+    for clean, idx in sorted(replaced):
+        found = src.execute("SELECT 1 FROM terms WHERE term = ? AND idx = ?", (clean, idx))
+        if found.fetchone() is None:
+            yield clean, idx
 
 
 def _has_table(src: sqlite3.Connection, table: str) -> bool:

@@ -14,9 +14,33 @@ implements the same :class:`Storage` protocol.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    r"""``text`` as every backend stores and compares it: NUL and lone surrogates become U+FFFD.
+
+    Search terms and record columns come from signed statements, and JSON
+    lets a statement carry ``\u0000`` and unpaired ``\ud800`` escapes.
+    PostgreSQL's ``text`` refuses NUL, and neither backend can encode a lone
+    surrogate in UTF-8. Stored as they were, one such value failed every
+    later index transaction, so nothing logged after it could be found. Only
+    what search compares is replaced: the entry keeps its exact bytes, and
+    search arguments are replaced the same way, so they still match.
+    """
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_value(value: Any) -> Any:
+    """A column value as stored: text through :func:`storable_text`, anything else as is."""
+    return storable_text(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -70,12 +94,19 @@ class IndexRow:
     terms: Sequence[str]
     record: Mapping[str, Any] | None
 
+    def term_rows(self) -> list[tuple[str, int]]:
+        """The ``(term, index)`` rows to store, each term :func:`storable_text`."""
+        return [(storable_text(t), self.index) for t in self.terms]
+
     def record_values(self) -> tuple[Any, ...] | None:
-        """The record row's values in :data:`RECORD_COLUMNS` order (None: no record)."""
+        """The record row's values in :data:`RECORD_COLUMNS` order (None: no record).
+
+        Text values are :func:`storable_text`.
+        """
         if self.record is None:
             return None
         row = {**self.record, "idx": self.index, "integrated_time": self.integrated_time}
-        return tuple(row.get(c) for c in RECORD_COLUMNS)
+        return tuple(storable_value(row.get(c)) for c in RECORD_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -114,10 +145,10 @@ class RecordQuery:
             if col not in RECORD_COLUMNS:
                 raise ValueError(f"no record column {col!r}")
             clauses.append(f"{col} = {mark}")
-            args.append(value)
+            args.append(storable_value(value))
         for t in self.terms:
             clauses.append(f"idx IN (SELECT idx FROM terms WHERE term = {mark})")  # noqa: S608
-            args.append(t)
+            args.append(storable_text(t))
         for column, bound, op in (
             ("integrated_time", self.since, ">="),
             ("integrated_time", self.until, "<"),

@@ -213,7 +213,7 @@ class _PostgresBatch:
         # one per row: a batch has ~6 terms per entry, and a statement's round
         # trip through libpq and the executor cost more than its insert.
         cur = self.cur
-        terms = sorted({(t, r.index) for r in rows for t in r.terms})
+        terms = sorted({term for r in rows for term in r.term_rows()})
         if terms:
             cur.execute(
                 "INSERT INTO terms (term, idx) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
@@ -384,7 +384,7 @@ class PostgresStorage:
         """Return entry indexes having all (or any) of ``terms``."""
         query = "SELECT idx FROM terms WHERE term = %s"
         with self._cursor() as cur:
-            matches = [{r[0] for r in cur.execute(query, (t,))} for t in terms]
+            matches = [{r[0] for r in cur.execute(query, (base.storable_text(t),))} for t in terms]
         return base.combine_term_matches(matches, match_all)
 
     def search_records(self, query: RecordQuery) -> list[dict[str, Any]]:

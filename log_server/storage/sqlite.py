@@ -212,7 +212,7 @@ class _SQLiteBatch:
         conn = self.db.conn
         conn.executemany(
             "INSERT OR IGNORE INTO terms (term, idx) VALUES (?, ?)",
-            [(t, r.index) for r in rows for t in r.terms],
+            [term for r in rows for term in r.term_rows()],
         )
         records = [v for v in (r.record_values() for r in rows) if v is not None]
         if records:
@@ -439,7 +439,8 @@ class SQLiteStorage:
         query = "SELECT idx FROM terms WHERE term = ?"
         db = self._db()
         return base.combine_term_matches(
-            [{r[0] for r in db.execute(query, (t,))} for t in terms], match_all
+            [{r[0] for r in db.execute(query, (base.storable_text(t),))} for t in terms],
+            match_all,
         )
 
     def search_records(self, query: RecordQuery) -> list[dict[str, Any]]:

@@ -1297,6 +1297,57 @@ class TestGetRecord:
         _error(client.get("/api/v1/records/xyz"), 400, "64 or 80 hex")
 
 
+class TestUnstorableText:
+    """Signed statements may carry NUL and lone surrogates (valid JSON escapes) in indexed fields.
+
+    Neither may stop indexing: before, one such statement failed every later
+    index transaction, so every search answered 500 and nothing after it was found.
+    """
+
+    ODD = ("eve\u0000@example.com", "eve\ud800@example.com")
+
+    def _odd_statement(self, sponsor: str) -> bytes:
+        st = aer_statement(
+            sponsor=sponsor, agent=f"bot{sponsor}", commits=[commit_id(repr(sponsor))]
+        )
+        st["subject"].append({"name": "odd", "digest": {f"sha{sponsor}": "ab" * 32}})
+        st["predicate"]["outputs"]["commits"].append(f"c0ffee{sponsor}")
+        return json.dumps(st).encode()  # ensure_ascii: the escapes are signed as they are
+
+    def test_odd_text_indexed_and_later_entries_found(
+        self, client: FlaskClient, key: ec.EllipticCurvePrivateKey
+    ) -> None:
+        odd_uuids = []
+        for sponsor in self.ODD:
+            resp = _post(client, dsse_proposal(self._odd_statement(sponsor), key)[0])
+            assert resp.status_code == 201, resp.get_json()
+            odd_uuids.append(_one(resp.get_json())[0])
+        good = _post(client, dsse_proposal(aer_statement(sponsor="bob@example.com"), key)[0])
+        assert good.status_code == 201
+        assert _records(client, "sponsor=bob@example.com") == [_one(good.get_json())[0]]
+        every = client.get("/api/v1/records").get_json()["records"]
+        assert [r["uuid"] for r in every] == [*odd_uuids, _one(good.get_json())[0]]
+        # What search compares has U+FFFD where the statement had NUL or a lone surrogate.
+        assert [r["sponsor"] for r in every[:2]] == ["eve\ufffd@example.com"] * 2
+        assert [r["agent"] for r in every[:2]] == ["boteve\ufffd@example.com"] * 2
+        # Searching with the same odd text finds them (it is replaced the same way).
+        assert _records(client, "sponsor=eve%00@example.com") == odd_uuids
+        assert _records(client, "sponsor=eve%EF%BF%BD@example.com") == odd_uuids
+        assert _records(client, "commit=c0ffeeeve%00@example.com") == odd_uuids
+        for uuid, sponsor in zip(odd_uuids, self.ODD, strict=True):
+            # Rekor's search keys too: the subject digest named by an odd algorithm.
+            odd_hash = {"hash": f"sha{sponsor}:{'ab' * 32}"}
+            resp = client.post("/api/v1/index/retrieve", json=odd_hash)
+            assert resp.status_code == 200, resp.get_json()
+            assert sorted(resp.get_json()) == sorted(odd_uuids)
+            assert uuid in resp.get_json()
+            resp = client.post("/api/v1/index/retrieve", json={"email": sponsor})
+            assert resp.status_code == 200 and resp.get_json() == []  # no signer has it
+        # The record itself keeps the statement exactly as signed.
+        detail = client.get(f"/api/v1/records/{odd_uuids[0]}").get_json()
+        assert detail["statement"]["predicate"]["sponsor"]["identity"]["email"] == self.ODD[0]
+
+
 # -- meta --------------------------------------------------------------------------------------
 
 

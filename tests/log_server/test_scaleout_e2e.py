@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import json
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import AER
-from tests.log_server.helpers import dsse_proposal, new_key, statement
+from tests.log_server.helpers import aer_statement, dsse_proposal, new_key, statement
 from tests.logserver_proc import LogProcess, free_port, start_log
 from tests.pgserver import PostgresServer
 from verifier import merkle
@@ -278,6 +279,35 @@ class TestMigrate:
             assert next(iter(r.json().values()))["logIndex"] == 300
         finally:
             pg.stop()
+
+    def test_index_with_nul_from_an_older_log_moves(self, tmp_path: Path, pg_url: str) -> None:
+        import psycopg
+
+        data = tmp_path / "data"
+        fe = start_log(data)
+        proposal = dsse_proposal(aer_statement(sponsor="eve@example.com"), new_key())[0]
+        assert _post(fe.url, proposal).status_code == 201
+        fe.stop()
+        # What an index written before the NUL rule may hold (SQLite's text accepts NUL).
+        with sqlite3.connect(data / "log.db") as db:
+            db.executemany(
+                "INSERT INTO terms (term, idx) VALUES (?, 0)",
+                [("commit:ab\x00cd",), ("commit:ab\ufffdcd",), ("model:x\x00\x00",)],
+            )
+            db.execute("UPDATE records SET sponsor = 'eve' || char(0) || '@example.com'")
+        out = subprocess.run(
+            [str(AER), "log", "migrate", "--data", str(data), "--db", pg_url],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        with psycopg.connect(pg_url) as conn:
+            odd = conn.execute(
+                "SELECT term FROM terms WHERE term LIKE 'commit:ab%' OR term LIKE 'model:x%' "
+                "ORDER BY term"
+            ).fetchall()
+            sponsor = conn.execute("SELECT sponsor FROM records").fetchall()
+        assert odd == [("commit:ab\ufffdcd",), ("model:x\ufffd\ufffd",)]
+        assert sponsor == [("eve\ufffd@example.com",)]
 
 
 class _Static(http.server.SimpleHTTPRequestHandler):
