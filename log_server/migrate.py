@@ -33,7 +33,7 @@ from psycopg import sql
 
 from log_server.errors import ConfigError
 from log_server.logkey import LogIdentity, load_or_create
-from log_server.storage.base import RECORD_COLUMNS, storable_text, storable_value
+from log_server.storage.base import RECORD_COLUMNS, storable_record, storable_text
 from log_server.storage.postgres import PostgresStorage, read_stored_hashes, redact
 from log_server.witnessing import COSIGNED_KEY
 from verifier import merkle
@@ -113,7 +113,8 @@ def _copy_table(
     """Stream ``table``'s rows from SQLite into PostgreSQL with COPY.
 
     Terms and record columns are copied as :func:`~log_server.storage.base.storable_text`
-    (an index written before this rule may hold a NUL, which PostgreSQL's text refuses).
+    (an index written before this rule may hold a NUL, which PostgreSQL's text refuses,
+    or a value too long for its B-tree indexes).
     """
     total = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -125,7 +126,7 @@ def _copy_table(
     if table == "terms":
         rows = _storable_terms(src, rows)
     elif table == "records":
-        rows = (tuple(storable_value(v) for v in row) for row in rows)
+        rows = (storable_record(row) for row in rows)
     with cur.copy(query) as copy:
         for row in rows:
             copy.write_row(row)

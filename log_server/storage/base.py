@@ -14,6 +14,7 @@ implements the same :class:`Storage` protocol.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,26 +22,57 @@ from typing import Any, Protocol
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
+MAX_TEXT_BYTES = 1024
+"""The longest term or record value stored as it is (UTF-8 bytes); longer ones are digested.
+
+PostgreSQL's B-tree indexes refuse an entry over about 2,700 bytes (and
+compress before they refuse, so only incompressible text fails).
+"""
+
 
 def storable_text(text: str) -> str:
-    r"""``text`` as every backend stores and compares it: NUL and lone surrogates become U+FFFD.
+    r"""``text`` as every backend stores, indexes and compares it.
 
-    Search terms and record columns come from signed statements, and JSON
-    lets a statement carry ``\u0000`` and unpaired ``\ud800`` escapes.
-    PostgreSQL's ``text`` refuses NUL, and neither backend can encode a lone
-    surrogate in UTF-8. Stored as they were, one such value failed every
-    later index transaction, so nothing logged after it could be found. Only
-    what search compares is replaced: the entry keeps its exact bytes, and
-    search arguments are replaced the same way, so they still match.
+    Search terms and record columns come from signed statements, which may
+    hold anything JSON can:
+
+    * NUL and lone surrogates (``\u0000``, an unpaired ``\ud800``) become
+      U+FFFD: PostgreSQL's ``text`` refuses NUL, and neither backend can
+      encode a lone surrogate in UTF-8;
+    * text over :data:`MAX_TEXT_BYTES` keeps its first half and ends with
+      ``…sha256:<hex>`` of the whole.
+
+    Stored as they were, one such value failed every later index transaction,
+    so nothing logged after it could be found. Only what search compares
+    changes: the entry keeps its exact bytes, and search arguments go through
+    this same function, so they still match exactly.
     """
     if text.isascii() and "\x00" not in text:
-        return text
-    return _UNSTORABLE.sub("\ufffd", text)
+        return text if len(text) <= MAX_TEXT_BYTES else _digested(text.encode())
+    text = _UNSTORABLE.sub("\ufffd", text)
+    data = text.encode()
+    return text if len(data) <= MAX_TEXT_BYTES else _digested(data)
+
+
+def _digested(data: bytes) -> str:
+    head = data[: MAX_TEXT_BYTES // 2].decode(errors="ignore")  # cut at a character boundary
+    return f"{head}…sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def storable_value(value: Any) -> Any:
     """A column value as stored: text through :func:`storable_text`, anything else as is."""
     return storable_text(value) if isinstance(value, str) else value
+
+
+def storable_record(values: Sequence[Any]) -> tuple[Any, ...]:
+    """A record row (values in :data:`RECORD_COLUMNS` order) as stored.
+
+    Every text column is :func:`storable_text` but the JSON ``summary``,
+    which is never indexed or compared and holds no NUL or lone surrogate
+    (its JSON escapes them), so it is stored whole.
+    """
+    pairs = zip(RECORD_COLUMNS, values, strict=True)
+    return tuple(v if c == "summary" else storable_value(v) for c, v in pairs)
 
 
 @dataclass(frozen=True)
@@ -101,12 +133,12 @@ class IndexRow:
     def record_values(self) -> tuple[Any, ...] | None:
         """The record row's values in :data:`RECORD_COLUMNS` order (None: no record).
 
-        Text values are :func:`storable_text`.
+        Text values but the JSON ``summary`` are :func:`storable_text`.
         """
         if self.record is None:
             return None
         row = {**self.record, "idx": self.index, "integrated_time": self.integrated_time}
-        return tuple(storable_value(row.get(c)) for c in RECORD_COLUMNS)
+        return storable_record([row.get(c) for c in RECORD_COLUMNS])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
+import string
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -1298,10 +1301,11 @@ class TestGetRecord:
 
 
 class TestUnstorableText:
-    """Signed statements may carry NUL and lone surrogates (valid JSON escapes) in indexed fields.
+    """Signed statements may carry NUL, lone surrogates (valid JSON escapes) and text of any length.
 
-    Neither may stop indexing: before, one such statement failed every later
-    index transaction, so every search answered 500 and nothing after it was found.
+    None may stop indexing: before, one such statement failed every later
+    index transaction (a NUL or a long random value on PostgreSQL, a lone
+    surrogate on both), so every search failed and nothing after it was found.
     """
 
     ODD = ("eve\u0000@example.com", "eve\ud800@example.com")
@@ -1346,6 +1350,33 @@ class TestUnstorableText:
         # The record itself keeps the statement exactly as signed.
         detail = client.get(f"/api/v1/records/{odd_uuids[0]}").get_json()
         assert detail["statement"]["predicate"]["sponsor"]["identity"]["email"] == self.ODD[0]
+
+    def test_long_incompressible_text_indexed_and_later_entries_found(
+        self, client: FlaskClient, key: ec.EllipticCurvePrivateKey
+    ) -> None:
+        # Random text: PostgreSQL compresses index entries before it refuses them.
+        rnd = random.Random(13)
+        cjk = "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(1500))  # 4.5 KB
+        model_id = "".join(rnd.choice(string.ascii_letters) for _ in range(6000))
+        alg = "".join(rnd.choice(string.ascii_lowercase) for _ in range(5000))
+        st = aer_statement(sponsor=cjk, models=[("p", model_id)])
+        st["subject"].append({"name": "x", "digest": {alg: "ab" * 32}})
+        resp = _post(client, dsse_proposal(st, key)[0])
+        assert resp.status_code == 201, resp.get_json()
+        long_uuid = _one(resp.get_json())[0]
+        good = _post(client, dsse_proposal(aer_statement(sponsor="bob@example.com"), key)[0])
+        assert good.status_code == 201
+        assert _records(client, "sponsor=bob@example.com") == [_one(good.get_json())[0]]
+        # The long values are found by searching for them whole.
+        query = urllib.parse.urlencode({"sponsor": cjk, "model": f"p/{model_id}"})
+        assert _records(client, query) == [long_uuid]
+        resp = client.post("/api/v1/index/retrieve", json={"hash": f"{alg}:{'ab' * 32}"})
+        assert resp.status_code == 200 and resp.get_json() == [long_uuid]
+        (rec,) = [
+            r for r in client.get("/api/v1/records").get_json()["records"] if r["uuid"] == long_uuid
+        ]
+        assert rec["sponsor"].startswith(cjk[:100]) and "…sha256:" in rec["sponsor"]
+        assert rec["models"] == [f"p/{model_id}"]  # the summary keeps them whole
 
 
 # -- meta --------------------------------------------------------------------------------------

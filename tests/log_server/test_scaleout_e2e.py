@@ -9,8 +9,10 @@ import functools
 import hashlib
 import http.server
 import json
+import random
 import shutil
 import sqlite3
+import string
 import subprocess
 import threading
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from log_server.storage.base import storable_text
 from tests.conftest import AER
 from tests.log_server.helpers import aer_statement, dsse_proposal, new_key, statement
 from tests.logserver_proc import LogProcess, free_port, start_log
@@ -280,7 +283,7 @@ class TestMigrate:
         finally:
             pg.stop()
 
-    def test_index_with_nul_from_an_older_log_moves(self, tmp_path: Path, pg_url: str) -> None:
+    def test_older_index_with_nul_or_long_terms_moves(self, tmp_path: Path, pg_url: str) -> None:
         import psycopg
 
         data = tmp_path / "data"
@@ -288,11 +291,15 @@ class TestMigrate:
         proposal = dsse_proposal(aer_statement(sponsor="eve@example.com"), new_key())[0]
         assert _post(fe.url, proposal).status_code == 201
         fe.stop()
-        # What an index written before the NUL rule may hold (SQLite's text accepts NUL).
+        # What an index written before the rule may hold: SQLite's text accepts NUL,
+        # and its indexes any length (PostgreSQL's refuse random text over ~2.7 KB).
+        long = "model:" + "".join(
+            random.Random(5).choice(string.ascii_letters) for _ in range(6000)
+        )
         with sqlite3.connect(data / "log.db") as db:
             db.executemany(
                 "INSERT INTO terms (term, idx) VALUES (?, 0)",
-                [("commit:ab\x00cd",), ("commit:ab\ufffdcd",), ("model:x\x00\x00",)],
+                [("commit:ab\x00cd",), ("commit:ab\ufffdcd",), ("model:x\x00\x00",), (long,)],
             )
             db.execute("UPDATE records SET sponsor = 'eve' || char(0) || '@example.com'")
         out = subprocess.run(
@@ -307,7 +314,17 @@ class TestMigrate:
             ).fetchall()
             sponsor = conn.execute("SELECT sponsor FROM records").fetchall()
         assert odd == [("commit:ab\ufffdcd",), ("model:x\ufffd\ufffd",)]
+        assert _count_terms(pg_url, storable_text(long)) == 1
         assert sponsor == [("eve\ufffd@example.com",)]
+
+
+def _count_terms(pg_url: str, term: str) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT count(*) FROM terms WHERE term = %s", (term,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 class _Static(http.server.SimpleHTTPRequestHandler):

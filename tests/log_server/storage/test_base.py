@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from log_server.storage.base import (
+    MAX_TEXT_BYTES,
     RECORD_COLUMNS,
     IndexRow,
     RecordQuery,
+    storable_record,
     storable_text,
     storable_value,
 )
@@ -37,6 +40,28 @@ class TestStorableText:
         assert storable_text(text) == want
         want.encode()  # now encodable
 
+    @pytest.mark.parametrize("char", ["a", "é", "模", "😀"])
+    def test_storable_text_up_to_the_bound_kept(self, char: str) -> None:
+        text = char * (MAX_TEXT_BYTES // len(char.encode()))
+        assert storable_text(text) == text
+
+    @pytest.mark.parametrize("char", ["a", "é", "模", "😀"])
+    def test_storable_text_longer_is_head_and_digest(self, char: str) -> None:
+        text = char * (MAX_TEXT_BYTES // len(char.encode()) + 1)
+        got = storable_text(text)
+        head, digest = got.split("…sha256:")
+        assert text.startswith(head) and len(head.encode()) > MAX_TEXT_BYTES // 2 - 4
+        assert digest == hashlib.sha256(text.encode()).hexdigest()
+        assert len(got.encode()) < MAX_TEXT_BYTES
+        assert storable_text(text + char) != got  # the digest tells long values apart
+        assert storable_text(got) == got  # stored values compare as themselves
+
+    def test_storable_text_long_with_nul_digests_the_replaced_text(self) -> None:
+        text = "\x00" * 2000
+        replaced = "\ufffd" * 2000
+        assert storable_text(text) == storable_text(replaced)
+        assert storable_text(text).endswith(hashlib.sha256(replaced.encode()).hexdigest())
+
     def test_lone_surrogates_come_from_json(self) -> None:
         parsed = json.loads('"a\\u0000\\ud800\\ud83d\\ude00"')
         assert storable_text(parsed) == "a\ufffd\ufffd😀"
@@ -59,6 +84,15 @@ class TestIndexRow:
         got = dict(zip(RECORD_COLUMNS, values, strict=True))
         assert got["sponsor"] == "e\ufffd" and got["agent"] == "b"
         assert got["idx"] == 5 and got["integrated_time"] == 1700
+
+    def test_summary_is_stored_whole(self) -> None:
+        summary = json.dumps({"task": "t" * 5000})
+        values = [None] * len(RECORD_COLUMNS)
+        values[RECORD_COLUMNS.index("summary")] = summary
+        values[RECORD_COLUMNS.index("agent")] = "a" * 5000
+        stored = dict(zip(RECORD_COLUMNS, storable_record(values), strict=True))
+        assert stored["summary"] == summary
+        assert stored["agent"] == storable_text("a" * 5000) != "a" * 5000
 
     def test_search_arguments_are_replaced_the_same_way(self) -> None:
         query = RecordQuery(where={"sponsor": "e\x00"}, terms=["commit:a\ud800"], after=-1, limit=9)
