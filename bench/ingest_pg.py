@@ -56,8 +56,8 @@ def run(setting: str, entries: list[bytes], args: argparse.Namespace, pg: Any) -
             shutil.copytree(base / "a", base / "b", ignore=shutil.ignore_patterns("*.lock"))
             servers.append(c.Server(base / "b", **opts).start())
         ports = [s.port for s in servers]
-        if args.load == "wrk":  # warm each front-end on the last tenth, never measured
-            n_warm = len(entries) // 10
+        n_warm = len(entries) // 10
+        if args.load == "wrk" and n_warm:  # warm each front-end on the last tenth, not measured
             drive_wrk_split(ports, entries[-n_warm:], args.clients, args.warmup)
             entries = entries[:-n_warm]
         pids = [p for s in servers for p in c.process_tree(s.pid)]

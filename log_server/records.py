@@ -19,9 +19,19 @@ from log_server.storage.base import IndexRow
 DECISION_ORDER = ("deny", "warn", "allow")
 
 
-def _str(value: Any, limit: int = 2048) -> str | None:
-    """A string column value, or None for anything that is not a non-empty string."""
-    return value[:limit] if isinstance(value, str) and value else None
+SUMMARY_TEXT_LIMIT = 2048  # characters of the summary's free text (task title, links)
+
+
+def _str(value: Any, limit: int | None = None) -> str | None:
+    """A string value (cut at ``limit`` characters), or None for anything but a non-empty string.
+
+    Indexed values are not cut here: storage bounds them
+    (:func:`~log_server.storage.base.storable_text`) the same way for the
+    stored value and a search for it, which a cut here would break.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    return value if limit is None else value[:limit]
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -110,11 +120,11 @@ def extract_record(
         "decision": summarize_decision(predicate.get("policyEvaluations")),
         "summary": _dumps_summary(
             {
-                "task": _str(_dict(predicate.get("task")).get("title")),
+                "task": _str(_dict(predicate.get("task")).get("title"), SUMMARY_TEXT_LIMIT),
                 "models": models,
                 "commits": commits,
-                "baseCommit": _str(outputs.get("baseCommit")),
-                "mergeRequest": _str(outputs.get("mergeRequest")),
+                "baseCommit": _str(outputs.get("baseCommit"), SUMMARY_TEXT_LIMIT),
+                "mergeRequest": _str(outputs.get("mergeRequest"), SUMMARY_TEXT_LIMIT),
             }
         ),
     }

@@ -72,7 +72,7 @@ def storable_record(values: Sequence[Any]) -> tuple[Any, ...]:
     (its JSON escapes them), so it is stored whole.
     """
     pairs = zip(RECORD_COLUMNS, values, strict=True)
-    return tuple(v if c == "summary" else storable_value(v) for c, v in pairs)
+    return tuple(storable_value(v) if c in STORABLE_RECORD_COLUMNS else v for c, v in pairs)
 
 
 @dataclass(frozen=True)
@@ -325,6 +325,12 @@ RECORD_COLUMNS = (
     "summary",
 )
 """The columns of a record row (table ``records``), in order."""
+
+TEXT_RECORD_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in ("idx", "integrated_time"))
+"""The record columns that hold text."""
+
+STORABLE_RECORD_COLUMNS = tuple(c for c in TEXT_RECORD_COLUMNS if c != "summary")
+"""The record columns stored through :func:`storable_text`: the text ones but the JSON summary."""
 
 
 HASHES_PER_ROW = 64

@@ -46,6 +46,7 @@ from log_server.errors import ConfigError, Unavailable
 from log_server.storage import base
 from log_server.storage.base import (
     RECORD_COLUMNS,
+    TEXT_RECORD_COLUMNS,
     IndexRow,
     NewEntry,
     RecordQuery,
@@ -55,7 +56,6 @@ from log_server.storage.base import (
 from verifier.merkle import stored_hash_count
 
 _MIGRATION_LOCK = 0x616572_6D6967  # "aer" "mig": start-up only, see the module docstring
-_BIGINT_RECORD_COLUMNS = ("idx", "integrated_time")  # the records table's other columns are TEXT
 
 
 def m001_initial(cur: psycopg.Cursor[Any]) -> None:
@@ -77,7 +77,7 @@ def m001_initial(cur: psycopg.Cursor[Any]) -> None:
         "CREATE TABLE terms (term TEXT NOT NULL, idx BIGINT NOT NULL, PRIMARY KEY (term, idx))"
     )
     columns = ", ".join(
-        f"{c} BIGINT" if c in _BIGINT_RECORD_COLUMNS else f"{c} TEXT" for c in RECORD_COLUMNS
+        f"{c} TEXT" if c in TEXT_RECORD_COLUMNS else f"{c} BIGINT" for c in RECORD_COLUMNS
     )
     cur.execute(f"CREATE TABLE records ({columns}, PRIMARY KEY (idx))")
     for col in ("sponsor", "agent", "repository", "integrated_time", "run_id"):
@@ -109,10 +109,42 @@ def m003_uncompressed(cur: psycopg.Cursor[Any]) -> None:
     cur.execute("ALTER TABLE hash_rows ALTER COLUMN data SET STORAGE PLAIN")
 
 
+def m004_storable_index(cur: psycopg.Cursor[Any]) -> None:
+    """Rewrite stored terms and record values longer than :func:`base.storable_text` keeps.
+
+    Searches compare through ``storable_text`` since this version, so a value
+    indexed whole before (PostgreSQL took text up to its B-tree limit, and
+    longer text that compressed) would no longer be found. (PostgreSQL's
+    text never held NUL or a lone surrogate.)
+    """
+    limit = base.MAX_TEXT_BYTES
+    long_terms = cur.execute(
+        "SELECT term, idx FROM terms WHERE octet_length(term) > %s", (limit,)
+    ).fetchall()
+    for term, idx in long_terms:
+        cur.execute("DELETE FROM terms WHERE term = %s AND idx = %s", (term, idx))
+        cur.execute(
+            "INSERT INTO terms (term, idx) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (base.storable_text(term), idx),
+        )
+    cols = base.STORABLE_RECORD_COLUMNS
+    where = sql.SQL(" OR ").join(
+        sql.SQL("octet_length({}) > {}").format(sql.Identifier(c), sql.Literal(limit)) for c in cols
+    )
+    names = sql.SQL(", ").join(map(sql.Identifier, cols))
+    rows = cur.execute(sql.SQL("SELECT idx, {} FROM records WHERE {}").format(names, where))
+    update = sql.SQL("UPDATE records SET {} WHERE idx = %s").format(
+        sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
+    )
+    for idx, *values in rows.fetchall():
+        cur.execute(update, [*map(base.storable_value, values), idx])
+
+
 MIGRATIONS: list[Callable[[psycopg.Cursor[Any]], None]] = [
     m001_initial,
     m002_unindexed,
     m003_uncompressed,
+    m004_storable_index,
 ]
 
 
@@ -239,7 +271,7 @@ _INSERT_RECORDS = sql.SQL(
 ).format(
     sql.SQL(", ").join(map(sql.Identifier, RECORD_COLUMNS)),
     sql.SQL(", ").join(
-        sql.SQL("%s::bigint[]" if c in _BIGINT_RECORD_COLUMNS else "%s::text[]")
+        sql.SQL("%s::text[]" if c in TEXT_RECORD_COLUMNS else "%s::bigint[]")
         for c in RECORD_COLUMNS
     ),
 )

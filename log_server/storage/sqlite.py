@@ -137,11 +137,39 @@ def m004_unindexed(db: sqlite_utils.Database) -> None:
     )
 
 
+def m005_storable_index(db: sqlite_utils.Database) -> None:
+    """Rewrite stored terms and record values that :func:`base.storable_text` changes.
+
+    Searches compare through ``storable_text`` since this version, so a value
+    indexed as it was before (SQLite's text holds NUL and any length) would
+    no longer be found. (Python never wrote a lone surrogate into SQLite.)
+    """
+    conn, limit = db.conn, base.MAX_TEXT_BYTES
+
+    def odd(column: str) -> str:
+        blob = f"CAST({column} AS BLOB)"
+        return f"(instr({blob}, x'00') > 0 OR length({blob}) > {limit})"
+
+    for term, idx in conn.execute(f"SELECT term, idx FROM terms WHERE {odd('term')}").fetchall():  # noqa: S608
+        conn.execute("DELETE FROM terms WHERE term = ? AND idx = ?", (term, idx))
+        conn.execute(
+            "INSERT OR IGNORE INTO terms (term, idx) VALUES (?, ?)", (base.storable_text(term), idx)
+        )
+    cols = base.STORABLE_RECORD_COLUMNS
+    rows = conn.execute(
+        f"SELECT idx, {', '.join(cols)} FROM records WHERE {' OR '.join(map(odd, cols))}"  # noqa: S608
+    ).fetchall()
+    update = f"UPDATE records SET {', '.join(f'{c} = ?' for c in cols)} WHERE idx = ?"  # noqa: S608
+    for idx, *values in rows:
+        conn.execute(update, [*map(base.storable_value, values), idx])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_packed_hashes,
     m003_blobs,
     m004_unindexed,
+    m005_storable_index,
 ]
 
 

@@ -1356,11 +1356,13 @@ class TestUnstorableText:
     ) -> None:
         # Random text: PostgreSQL compresses index entries before it refuses them.
         rnd = random.Random(13)
-        cjk = "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(1500))  # 4.5 KB
+        cjk = "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(2500))  # 7.5 KB
         model_id = "".join(rnd.choice(string.ascii_letters) for _ in range(6000))
         alg = "".join(rnd.choice(string.ascii_lowercase) for _ in range(5000))
         st = aer_statement(sponsor=cjk, models=[("p", model_id)])
         st["subject"].append({"name": "x", "digest": {alg: "ab" * 32}})
+        commit = "".join(rnd.choice("0123456789abcdef") for _ in range(3000))
+        st["subject"].append({"name": f"git:commit:{commit}", "digest": {"sha256": "cd" * 32}})
         resp = _post(client, dsse_proposal(st, key)[0])
         assert resp.status_code == 201, resp.get_json()
         long_uuid = _one(resp.get_json())[0]
@@ -1370,6 +1372,7 @@ class TestUnstorableText:
         # The long values are found by searching for them whole.
         query = urllib.parse.urlencode({"sponsor": cjk, "model": f"p/{model_id}"})
         assert _records(client, query) == [long_uuid]
+        assert _records(client, f"commit={commit.upper()}") == [long_uuid]  # over 2,048 characters
         resp = client.post("/api/v1/index/retrieve", json={"hash": f"{alg}:{'ab' * 32}"})
         assert resp.status_code == 200 and resp.get_json() == [long_uuid]
         (rec,) = [

@@ -23,7 +23,7 @@ from log_server.errors import Conflict, Unavailable, Unprocessable
 from log_server.log import Answer, Integrated, NotPrepared, Sequencer, TransparencyLog
 from log_server.logkey import load_or_create
 from log_server.records import index_row
-from log_server.storage.base import IndexRow
+from log_server.storage.base import IndexRow, RecordQuery, storable_text
 from log_server.storage.sqlite import MIGRATIONS, SQLiteStorage, migrate
 from tests.log_server.helpers import (
     ORIGIN,
@@ -100,6 +100,7 @@ class TestMigrations:
             "m002_packed_hashes",
             "m003_blobs",
             "m004_unindexed",
+            "m005_storable_index",
         ]
         assert migrate(db) == []
         assert {"meta", "entries", "hash_rows", "checkpoint", "terms", "records"} <= set(
@@ -111,8 +112,45 @@ class TestMigrations:
             "m002_packed_hashes",
             "m003_blobs",
             "m004_unindexed",
+            "m005_storable_index",
         ]
         assert {"blobs", "unindexed"} <= set(db.table_names())
+
+    def test_m005_rewrites_what_search_no_longer_finds(self, tmp_path: Path) -> None:
+        path = tmp_path / "log.db"
+        SQLiteStorage(path).close()
+        db = sqlite_utils.Database(path)
+        db.execute("DELETE FROM _migrations WHERE name = 'm005_storable_index'")
+        long_model = "model:" + "x" * 2000
+        summary = json.dumps({"task": "t" * 3000})
+        with db.conn:  # what an index written before m005 may hold
+            db.conn.executemany(
+                "INSERT INTO terms (term, idx) VALUES (?, ?)",
+                [("commit:a\x00b", 1), ("commit:a\ufffdb", 1), (long_model, 2), ("plain", 3)],
+            )
+            db.conn.execute(
+                "INSERT INTO records (idx, uuid, sponsor, agent, integrated_time, summary) "
+                "VALUES (1, 'u1', ?, ?, 5, ?), (2, 'u2', 'bob', 'fixbot', 6, '{}')",
+                ("eve\x00@example.com", "a" * 3000, summary),
+            )
+        db.close()
+        storage = SQLiteStorage(path)  # migrates
+        assert sorted(storage.find_terms(["commit:a\x00b"], match_all=True)) == [1]
+        assert storage.find_terms([long_model], match_all=True) == [2]
+        assert storage.find_terms(["plain"], match_all=True) == [3]
+        got = {
+            r["idx"]: r
+            for r in storage.search_records(RecordQuery(where={}, terms=[], after=-1, limit=9))
+        }
+        assert got[1]["sponsor"] == "eve\ufffd@example.com"
+        assert got[1]["agent"] == storable_text("a" * 3000) != "a" * 3000
+        assert got[1]["summary"] == summary  # never indexed: kept whole
+        assert (got[2]["sponsor"], got[2]["agent"]) == ("bob", "fixbot")
+        query = RecordQuery(where={"agent": "a" * 3000}, terms=[], after=-1, limit=9)
+        assert [r["idx"] for r in storage.search_records(query)] == [1]
+        terms = storage._db().execute("SELECT term, idx FROM terms ORDER BY idx, term").fetchall()
+        assert terms == [("commit:a\ufffdb", 1), (storable_text(long_model), 2), ("plain", 3)]
+        storage.close()
 
     def test_m002_packs_existing_hashes(self, tmp_path: Path) -> None:
         from log_server.storage.sqlite import (

@@ -15,6 +15,7 @@ from log_server.entries import PreparedEntry, prepare_entry
 from log_server.errors import ConfigError, Conflict, Unavailable
 from log_server.log import Integrated, TransparencyLog
 from log_server.logkey import load_or_create
+from log_server.storage.base import RecordQuery, storable_text
 from log_server.storage.postgres import MIGRATIONS, PostgresStorage, redact
 from tests.log_server.helpers import (
     ORIGIN,
@@ -86,6 +87,32 @@ class TestMigrations:
         assert modes == {"entries.envelope": "e", "hash_rows.data": "p"}
         assert sizes[-1] >= len(prepared[-1].envelope or b"")
         log.storage.close()
+
+    def test_m004_rewrites_what_search_no_longer_finds(self, pg_url: str) -> None:
+        PostgresStorage(pg_url).close()
+        long_model = "model:" + "x" * 2000  # compressible: PostgreSQL indexed it whole
+        with psycopg.connect(pg_url) as conn:  # what an index written before m004 may hold
+            conn.execute("DELETE FROM aer_migrations WHERE name = 'm004_storable_index'")
+            conn.execute(
+                "INSERT INTO terms (term, idx) VALUES (%s, 1), (%s, 1), ('plain', 2)",
+                (long_model, storable_text(long_model)),
+            )
+            conn.execute(
+                "INSERT INTO records (idx, uuid, agent, integrated_time, summary) "
+                "VALUES (1, 'u1', %s, 5, %s), (2, 'u2', 'fixbot', 6, '{}')",
+                ("a" * 3000, '{"task": "' + "t" * 3000 + '"}'),
+            )
+        storage = PostgresStorage(pg_url)  # migrates
+        assert storage.find_terms([long_model], match_all=True) == [1]
+        assert storage.find_terms(["plain"], match_all=True) == [2]
+        query = RecordQuery(where={"agent": "a" * 3000}, terms=[], after=-1, limit=9)
+        (got,) = storage.search_records(query)
+        assert got["idx"] == 1 and got["agent"] == storable_text("a" * 3000)
+        assert got["summary"] == '{"task": "' + "t" * 3000 + '"}'  # never indexed: kept whole
+        with psycopg.connect(pg_url) as conn:
+            terms = conn.execute("SELECT term, idx FROM terms ORDER BY idx, term").fetchall()
+        assert terms == [(storable_text(long_model), 1), ("plain", 2)]
+        storage.close()
 
     def test_newer_schema_refused(self, pg_url: str) -> None:
         PostgresStorage(pg_url).close()
