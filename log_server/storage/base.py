@@ -45,7 +45,8 @@ def storable_text(text: str) -> str:
     Stored as they were, one such value failed every later index transaction,
     so nothing logged after it could be found. Only what search compares
     changes: the entry keeps its exact bytes, and search arguments go through
-    this same function, so they still match exactly.
+    this same function, so a search for a value still finds it (values equal
+    after the change compare equal).
     """
     if text.isascii() and "\x00" not in text:
         return text if len(text) <= MAX_TEXT_BYTES else _digested(text.encode())
